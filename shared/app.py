@@ -1,0 +1,29 @@
+"""Builds a service's FastAPI app the same way for all four services."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from fastapi import FastAPI
+
+from shared.fhir.router import ResourceService, build_router
+from shared.http import install_error_handlers
+from shared.service import ServiceRuntime, add_health_routes, runtime_lifespan
+from shared.telemetry import TracingMiddleware
+
+
+def create_service_app(runtime: ServiceRuntime, owned_types: Iterable[str]) -> FastAPI:
+    """A service app: health routes, the FHIR routes for `owned_types`, errors as OperationOutcome."""
+    settings = runtime.settings
+    app = FastAPI(
+        title=f"CareBridge {settings.service_name}",
+        lifespan=lambda _app: runtime_lifespan(runtime),
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    add_health_routes(app, runtime)
+    app.include_router(build_router(ResourceService(runtime), owned_types))
+    app.add_middleware(TracingMiddleware, service_name=settings.service_name)
+    return app

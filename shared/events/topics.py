@@ -1,0 +1,67 @@
+"""Every topic and event type CareBridge uses. No topic string appears anywhere else.
+
+Topic names here are logical; the name on the broker is `settings.topic(NAME)`, which adds the
+deployment's prefix (tests use a unique prefix per run). Records are keyed by the patient's
+logical id wherever there is a patient, so one patient's events stay in order.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+# --- topics, by the service that produces them -------------------------------------------------
+#: intake: Patient, RelatedPerson, Consent, Flag lifecycle (create/update/delete/merge).
+PATIENT: Final = "carebridge.patient.v1"
+#: intake: Encounter lifecycle (admissions, discharges, transfers).
+ENCOUNTER: Final = "carebridge.encounter.v1"
+#: intake: Observation, Condition, QuestionnaireResponse, RiskAssessment (screening and results).
+CLINICAL: Final = "carebridge.clinical.v1"
+#: careplan: CarePlan, Goal, CareTeam, Appointment.
+CAREPLAN: Final = "carebridge.careplan.v1"
+#: referral: ServiceRequest, Task and the directory (Organization, HealthcareService, ...).
+REFERRAL: Final = "carebridge.referral.v1"
+#: gateway: AuditEvent records.
+AUDIT: Final = "carebridge.audit.v1"
+
+ALL_TOPICS: Final = (PATIENT, ENCOUNTER, CLINICAL, CAREPLAN, REFERRAL, AUDIT)
+
+#: Suffix of a topic's dead-letter topic: records a consumer could not process, with the error.
+DLQ_SUFFIX: Final = ".dlq"
+
+
+def dlq_of(topic: str) -> str:
+    return topic + DLQ_SUFFIX
+
+
+#: Which topic carries the lifecycle events of each stored resource type.
+TOPIC_BY_RESOURCE_TYPE: Final[dict[str, str]] = {
+    **dict.fromkeys(("Patient", "RelatedPerson", "Consent", "Flag"), PATIENT),
+    "Encounter": ENCOUNTER,
+    **dict.fromkeys(("Observation", "Condition", "Questionnaire", "QuestionnaireResponse", "RiskAssessment"), CLINICAL),
+    **dict.fromkeys(("CarePlan", "Goal", "CareTeam", "Appointment"), CAREPLAN),
+    **dict.fromkeys(
+        ("ServiceRequest", "Task", "Organization", "HealthcareService", "Location", "Practitioner",
+         "PractitionerRole", "Endpoint", "Subscription"),
+        REFERRAL,
+    ),
+    "AuditEvent": AUDIT,
+}
+
+# --- event types -------------------------------------------------------------------------------
+Action = Literal["created", "updated", "deleted"]
+#: CloudEvents `type` of a resource lifecycle event: org.carebridge.fhir.<Type>.<action>.v1
+EVENT_TYPE_PREFIX: Final = "org.carebridge.fhir."
+
+
+def resource_event_type(resource_type: str, action: Action) -> str:
+    return f"{EVENT_TYPE_PREFIX}{resource_type}.{action}.v1"
+
+
+def parse_resource_event_type(event_type: str) -> tuple[str, str] | None:
+    """(resource_type, action) of a resource lifecycle event type, or None for other types."""
+    if not event_type.startswith(EVENT_TYPE_PREFIX):
+        return None
+    parts = event_type[len(EVENT_TYPE_PREFIX):].split(".")
+    if len(parts) != 3:
+        return None
+    return parts[0], parts[1]

@@ -1,0 +1,21 @@
+"""Which service owns (stores and serves) each FHIR resource type: DESIGN.md, "Services and what
+each owns". The gateway routes `/fhir/{type}` by this table; each service serves its own row."""
+
+from __future__ import annotations
+
+from typing import Final
+
+OWNED_TYPES: Final[dict[str, tuple[str, ...]]] = {
+    "gateway": ("AuditEvent",),
+    "intake": (
+        "Patient", "RelatedPerson", "Encounter", "Condition", "Observation", "Questionnaire",
+        "QuestionnaireResponse", "RiskAssessment", "Flag", "Consent",
+    ),
+    "careplan": ("CarePlan", "Goal", "CareTeam", "Appointment"),
+    "referral": (
+        "ServiceRequest", "Task", "Organization", "HealthcareService", "Location", "Practitioner",
+        "PractitionerRole", "Endpoint", "Subscription",
+    ),
+}
+
+OWNER_OF: Final[dict[str, str]] = {rtype: svc for svc, types in OWNED_TYPES.items() for rtype in types}

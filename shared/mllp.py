@@ -1,0 +1,234 @@
+"""MLLP: the Minimal Lower Layer Protocol that carries HL7 v2 messages over TCP.
+
+Framing follows the HL7 v2.x Implementation Guide: Transport Specification, MLLP Release 2
+(section 1.4): a message is sent as ``<SB> message <EB><CR>`` with the start block SB = 0x0B
+and the end block EB = 0x1C followed by a carriage return 0x0D. Neither block character may
+appear inside an HL7 message (both are non-printing and would be escaped), so a receiver can
+resynchronise on them:
+
+- bytes outside a frame are discarded (the spec tells receivers to ignore them);
+- a start block inside an unfinished frame means the sender abandoned that frame: the partial
+  message is dropped and a new frame begins;
+- a frame larger than the limit raises `FrameTooLarge`, so a server can answer and close.
+
+Nothing here logs message content: HL7 messages carry PHI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterable
+
+from shared.errors import PayloadTooLarge
+
+log = logging.getLogger(__name__)
+
+START_BLOCK = b"\x0b"
+END_BLOCK = b"\x1c"
+CARRIAGE_RETURN = b"\r"
+#: The two bytes that close a frame.
+FRAME_END = END_BLOCK + CARRIAGE_RETURN
+
+#: Default largest message accepted, in bytes (the gateway's `max_hl7_bytes` default).
+DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
+_READ_CHUNK = 65_536
+
+
+class FrameTooLarge(PayloadTooLarge):
+    """A frame grew past the size limit before its end block arrived.
+
+    `messages` holds the complete messages decoded from the same `feed()` call before the
+    oversized frame, so a server can still answer them before it rejects and closes.
+    """
+
+    def __init__(self, limit: int, messages: list[bytes] | None = None):
+        super().__init__(f"HL7 message exceeds the MLLP size limit of {limit} bytes")
+        self.limit = limit
+        self.messages = messages or []
+
+
+class MLLPConnectionError(ConnectionError):
+    """The MLLP peer could not be reached, closed the connection or did not answer in time.
+
+    `acks` holds the acknowledgements received before the failure.
+    """
+
+    def __init__(self, message: str, acks: list[bytes] | None = None):
+        super().__init__(message)
+        self.acks = acks or []
+
+
+def frame(message: bytes) -> bytes:
+    """Wrap one HL7 message in an MLLP frame."""
+    if START_BLOCK in message or END_BLOCK in message:
+        raise ValueError("an HL7 message must not contain the MLLP block characters 0x0B or 0x1C")
+    return START_BLOCK + message + FRAME_END
+
+
+def normalize_segments(text: bytes) -> bytes:
+    r"""Turn file line endings (``\r\n`` or ``\n``) into the HL7 segment terminator ``\r``.
+
+    Files on disk usually end segments with ``\n``; on the wire HL7 v2 ends them with ``\r``
+    (v2.5 chapter 2.5.1, "segment terminator"). Text that already uses ``\r`` is unchanged.
+    """
+    return text.replace(b"\r\n", b"\r").replace(b"\n", b"\r")
+
+
+class MLLPDecoder:
+    """Incremental MLLP decoder: feed it bytes as they arrive, get complete messages back.
+
+    Handles frames split across reads and several frames in one read. `discarded` counts bytes
+    dropped outside frames and `abandoned` counts frames cut short by a new start block.
+    """
+
+    def __init__(self, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES):
+        self.max_message_bytes = max_message_bytes
+        self.discarded = 0
+        self.abandoned = 0
+        self._in_frame = False
+        self._partial = bytearray()
+
+    @property
+    def buffered(self) -> int:
+        """Bytes of an unfinished frame held so far (non-zero at EOF means a truncated message)."""
+        return len(self._partial)
+
+    @property
+    def in_frame(self) -> bool:
+        return self._in_frame
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Decode `data`; return the messages whose frames it completes, in order."""
+        messages: list[bytes] = []
+        pos = self._finish_split_end(data, messages)
+        end = len(data)
+        while pos < end:
+            if not self._in_frame:
+                start = data.find(START_BLOCK, pos)
+                if start < 0:
+                    self.discarded += end - pos
+                    break
+                self.discarded += start - pos
+                self._in_frame = True
+                pos = start + 1
+                continue
+            pos = self._scan_frame(data, pos, messages)
+        return messages
+
+    def _finish_split_end(self, data: bytes, messages: list[bytes]) -> int:
+        """Complete a frame whose 0x1C ended the previous chunk and whose 0x0D starts this one."""
+        if self._in_frame and data[:1] == CARRIAGE_RETURN and self._partial.endswith(END_BLOCK):
+            messages.append(bytes(self._partial[:-1]))
+            self._reset()
+            return 1
+        return 0
+
+    def _scan_frame(self, data: bytes, pos: int, messages: list[bytes]) -> int:
+        """Consume frame content from `pos`; return where decoding continues."""
+        end = data.find(FRAME_END, pos)
+        restart = data.find(START_BLOCK, pos, end if end >= 0 else len(data))
+        if restart >= 0:
+            # A new frame began before this one ended: the sender gave up on it.
+            self.abandoned += 1
+            self.discarded += len(self._partial) + restart - pos
+            log.warning("MLLP frame abandoned by the sender after %d bytes", len(self._partial) + restart - pos)
+            self._reset()
+            return restart
+        stop = end if end >= 0 else len(data)
+        # A trailing 0x1C may be the first half of an end block split across reads.
+        content = stop - pos - (1 if end < 0 and data.endswith(END_BLOCK) else 0)
+        if len(self._partial) + content > self.max_message_bytes:
+            self._reset()
+            raise FrameTooLarge(self.max_message_bytes, messages)
+        if end < 0:
+            self._partial += data[pos:]
+            return len(data)
+        if self._partial:
+            self._partial += data[pos:end]
+            messages.append(bytes(self._partial))
+        else:
+            messages.append(data[pos:end])
+        self._reset()
+        return end + len(FRAME_END)
+
+    def _reset(self) -> None:
+        self._in_frame = False
+        self._partial = bytearray()
+
+
+async def iter_messages(
+    reader: asyncio.StreamReader, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+) -> AsyncIterator[bytes]:
+    """Yield each complete message read from `reader` until EOF.
+
+    Raises `FrameTooLarge` for an oversized frame (after yielding the messages before it).
+    """
+    decoder = MLLPDecoder(max_message_bytes)
+    while True:
+        chunk = await reader.read(_READ_CHUNK)
+        if not chunk:
+            if decoder.buffered:
+                log.warning("MLLP connection closed inside a frame; %d bytes dropped", decoder.buffered)
+            return
+        try:
+            messages = decoder.feed(chunk)
+        except FrameTooLarge as exc:
+            for message in exc.messages:
+                yield message
+            exc.messages = []
+            raise
+        for message in messages:
+            yield message
+
+
+async def send_messages(
+    host: str,
+    port: int,
+    messages: Iterable[bytes],
+    *,
+    timeout: float = 10.0,
+    max_ack_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+) -> list[bytes]:
+    """Send each message over one MLLP connection, waiting for its ACK before the next.
+
+    `timeout` bounds the connect and each message's send-and-acknowledge round trip. Returns
+    the ACK messages (unframed) in order. Raises `MLLPConnectionError` (with the ACKs received
+    so far) when the peer cannot be reached, closes early or does not answer in time.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(host, port)
+    except (OSError, TimeoutError) as exc:
+        raise MLLPConnectionError(f"cannot connect to MLLP listener {host}:{port}: {_reason(exc)}") from exc
+    acks: list[bytes] = []
+    incoming = iter_messages(reader, max_message_bytes=max_ack_bytes)
+    try:
+        for number, message in enumerate(messages, start=1):
+            try:
+                async with asyncio.timeout(timeout):
+                    writer.write(frame(message))
+                    await writer.drain()
+                    acks.append(await anext(incoming))
+            except StopAsyncIteration:
+                raise MLLPConnectionError(
+                    f"{host}:{port} closed the connection before acknowledging message {number}", acks
+                ) from None
+            except (OSError, TimeoutError) as exc:
+                raise MLLPConnectionError(
+                    f"no acknowledgement for message {number} from {host}:{port}: {_reason(exc)}", acks
+                ) from exc
+            log.debug("message %d acknowledged (%d bytes sent)", number, len(message))
+    finally:
+        await incoming.aclose()
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+    return acks
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return str(exc) or type(exc).__name__

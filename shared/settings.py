@@ -1,0 +1,136 @@
+"""Settings for every CareBridge service.
+
+Fields every service shares (Kafka, Redis, telemetry) live in `ServiceSettings` and are read from
+unprefixed environment variables (`KAFKA_BOOTSTRAP_SERVERS`, `REDIS_URL`, ...), because one
+machine runs one broker and one Redis for all services. Fields that belong to one service are
+read with that service's prefix (`INTAKE_DATABASE_URL`, `GATEWAY_PORT`, ...).
+
+Nothing here is instantiated at import time: `create_app(settings)` receives a settings object,
+and tests build one explicitly.
+"""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _shared(default: object, env: str) -> object:
+    """A field read from an unprefixed environment variable (or passed by its field name)."""
+    return Field(default, validation_alias=AliasChoices(env.lower(), env))
+
+
+class ServiceSettings(BaseSettings):
+    """What every service needs: its store, the bus, Redis and telemetry."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    service_name: str = "carebridge"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    database_url: str = "sqlite+aiosqlite:///.data/carebridge.db"
+
+    # --- the bus -------------------------------------------------------------------------------
+    kafka_bootstrap_servers: str = _shared("127.0.0.1:9092", "KAFKA_BOOTSTRAP_SERVERS")  # type: ignore[assignment]
+    #: Prepended to every topic name; tests use a unique prefix per run.
+    kafka_topic_prefix: str = _shared("", "KAFKA_TOPIC_PREFIX")  # type: ignore[assignment]
+    #: Idempotent producers: on for Apache Kafka in production; Tansu does not support them.
+    kafka_idempotent_producer: bool = _shared(False, "KAFKA_IDEMPOTENT_PRODUCER")  # type: ignore[assignment]
+    kafka_topic_partitions: int = _shared(3, "KAFKA_TOPIC_PARTITIONS")  # type: ignore[assignment]
+    kafka_fetch_max_wait_ms: int = _shared(50, "KAFKA_FETCH_MAX_WAIT_MS")  # type: ignore[assignment]
+    kafka_session_timeout_ms: int = _shared(6000, "KAFKA_SESSION_TIMEOUT_MS")  # type: ignore[assignment]
+    kafka_heartbeat_interval_ms: int = _shared(500, "KAFKA_HEARTBEAT_INTERVAL_MS")  # type: ignore[assignment]
+
+    # --- consumers -----------------------------------------------------------------------------
+    consumer_max_attempts: int = _shared(5, "CONSUMER_MAX_ATTEMPTS")  # type: ignore[assignment]
+    consumer_backoff_initial_ms: int = _shared(100, "CONSUMER_BACKOFF_INITIAL_MS")  # type: ignore[assignment]
+    consumer_backoff_max_ms: int = _shared(5000, "CONSUMER_BACKOFF_MAX_MS")  # type: ignore[assignment]
+
+    # --- outbox relay --------------------------------------------------------------------------
+    outbox_relay_enabled: bool = True
+    outbox_poll_interval_ms: int = 200
+    outbox_batch_size: int = 200
+    #: Test hook, never set in production: "crash_after_publish" makes the relay SIGKILL its own
+    #: process after the broker acknowledged a batch and before the outbox rows are marked.
+    fault_injection: str | None = None
+
+    # --- Redis ---------------------------------------------------------------------------------
+    redis_url: str = _shared("redis://127.0.0.1:6379/0", "REDIS_URL")  # type: ignore[assignment]
+    #: Every key this service writes starts with this; tests use a unique prefix per run.
+    redis_key_prefix: str = _shared("carebridge:", "REDIS_KEY_PREFIX")  # type: ignore[assignment]
+
+    # --- telemetry -----------------------------------------------------------------------------
+    otel_exporter_otlp_endpoint: str | None = _shared(None, "OTEL_EXPORTER_OTLP_ENDPOINT")  # type: ignore[assignment]
+    otel_console: bool = _shared(False, "OTEL_CONSOLE")  # type: ignore[assignment]
+    log_level: str = _shared("INFO", "LOG_LEVEL")  # type: ignore[assignment]
+
+    # --- HTTP ----------------------------------------------------------------------------------
+    #: Largest request body accepted, in bytes (FHIR resources and HL7 messages alike).
+    max_body_bytes: int = 1_048_576
+
+    def topic(self, name: str) -> str:
+        """The full topic name on the broker for a topic constant from `shared.events.topics`."""
+        return f"{self.kafka_topic_prefix}{name}"
+
+    def redis_key(self, *parts: str) -> str:
+        return self.redis_key_prefix + ":".join(parts)
+
+
+class IntakeSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="INTAKE_", extra="ignore", populate_by_name=True)
+    service_name: str = "intake"
+    port: int = 8081
+    database_url: str = "sqlite+aiosqlite:///.data/intake.db"
+
+
+class CareplanSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="CAREPLAN_", extra="ignore", populate_by_name=True)
+    service_name: str = "careplan"
+    port: int = 8082
+    database_url: str = "sqlite+aiosqlite:///.data/careplan.db"
+
+
+class ReferralSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="REFERRAL_", extra="ignore", populate_by_name=True)
+    service_name: str = "referral"
+    port: int = 8083
+    database_url: str = "sqlite+aiosqlite:///.data/referral.db"
+
+
+class GatewaySettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore", populate_by_name=True)
+    service_name: str = "gateway"
+    port: int = 8080
+    database_url: str = "sqlite+aiosqlite:///.data/gateway.db"
+
+    intake_url: str = "http://127.0.0.1:8081"
+    careplan_url: str = "http://127.0.0.1:8082"
+    referral_url: str = "http://127.0.0.1:8083"
+    #: Public base URL of the FHIR API, used in Location headers and Bundle links.
+    public_base_url: str | None = None
+
+    mllp_host: str = "127.0.0.1"
+    mllp_port: int = 2575
+    #: Largest HL7 v2 message accepted over MLLP or HTTP, in bytes.
+    max_hl7_bytes: int = 1_048_576
+
+    #: HS256 secret for development tokens (`carebridge token`). Empty disables HS256.
+    jwt_hs256_secret: str = Field(
+        "carebridge-development-secret-change-me",
+        validation_alias=AliasChoices("jwt_hs256_secret", "GATEWAY_JWT_HS256_SECRET", "CAREBRIDGE_DEV_JWT_SECRET"),
+    )
+    #: JWKS document URL for RS256 tokens in production.
+    jwt_jwks_url: str | None = None
+    jwt_issuer: str = "carebridge-dev"
+    jwt_audience: str | None = None
+
+    def service_urls(self) -> dict[str, str]:
+        return {"intake": self.intake_url, "careplan": self.careplan_url, "referral": self.referral_url}
+
+
+SETTINGS_BY_SERVICE: dict[str, type[ServiceSettings]] = {
+    "intake": IntakeSettings,
+    "careplan": CareplanSettings,
+    "referral": ReferralSettings,
+    "gateway": GatewaySettings,
+}
