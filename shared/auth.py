@@ -80,6 +80,7 @@ def mint_token(
     patient: str | None = None,
     organization: str | None = None,
     issuer: str = "carebridge-dev",
+    audience: str | None = None,
     ttl_seconds: int = 12 * 3600,
 ) -> str:
     """An HS256 development token carrying SMART claims."""
@@ -92,6 +93,8 @@ def mint_token(
         "jti": uuid.uuid4().hex,
         "scope": scope,
     }
+    if audience:
+        claims["aud"] = audience
     if patient:
         claims["patient"] = patient
     if organization:
@@ -114,7 +117,7 @@ class TokenVerifier:
         try:
             header = jwt.get_unverified_header(token)
             alg = header.get("alg")
-            options = {"require": ["exp", "sub"], "verify_aud": self._audience is not None}
+            options: dict[str, Any] = {"require": ["exp", "sub"], "verify_aud": self._audience is not None}
             if alg == "HS256" and self._secret:
                 claims = jwt.decode(token, self._secret, algorithms=["HS256"], audience=self._audience, options=options)
             elif alg == "RS256" and self._jwks:

@@ -1,44 +1,64 @@
 """`carebridge`: run the local stack, mint development tokens, send HL7 v2, replay dead letters.
 
-    carebridge up                          start everything, print the URLs and a token
-    TOKEN=$(carebridge token --scope "system/*.cruds")
-    carebridge send-hl7 adt.hl7 [more.hl7 ...]
-    carebridge dlq replay carebridge.patient.v1
+carebridge up                          start everything, print the URLs and a token
+TOKEN=$(carebridge token --scope "system/*.cruds")
+carebridge send-hl7 adt.hl7 [more.hl7 ...]
+carebridge dlq replay carebridge.patient.v1
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any, cast
 
 from shared.auth import Scope, mint_token
 from shared.events.topics import ALL_TOPICS, DLQ_SUFFIX
-from shared.mllp import FrameTooLarge, MLLPConnectionError, normalize_segments, send_messages
+from shared.mllp import (
+    FrameTooLarge,
+    MLLPConnectionError,
+    ack_code,
+    control_id,
+    normalize_segments,
+    send_messages,
+    split_messages,
+)
+from shared.settings import GatewaySettings
+from shared.stack import LocalStack, StackError, StackStartCancelled
 
 EXIT_OK, EXIT_REJECTED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEV_SCOPE = "system/*.cruds"
 DEV_TOKEN_TTL = 12 * 3600
-_BOM = b"\xef\xbb\xbf"
-#: Batch envelope segments (HL7 v2.5 section 2.10.3): not part of any message, dropped when sending.
-_BATCH_SEGMENTS = (b"FHS", b"BHS", b"BTS", b"FTS")
 _ACCEPTED = ("AA", "CA")
+#: `up` port flags: flag, the environment variable that also sets it, default, what it is.
+_PORT_FLAGS = (
+    ("--gateway-port", "GATEWAY_PORT", "8080", "gateway HTTP port: /fhir, /hl7v2 (GATEWAY_PORT)"),
+    ("--mllp-port", "GATEWAY_MLLP_PORT", "2575", "HL7 v2 MLLP listener port (GATEWAY_MLLP_PORT)"),
+    ("--intake-port", "INTAKE_PORT", "8081", "intake service HTTP port (INTAKE_PORT)"),
+    ("--careplan-port", "CAREPLAN_PORT", "8082", "careplan service HTTP port (CAREPLAN_PORT)"),
+    ("--referral-port", "REFERRAL_PORT", "8083", "referral service HTTP port (REFERRAL_PORT)"),
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="carebridge: %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="carebridge: %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     code: int = args.handler(args)
     return code
 
@@ -56,40 +76,54 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _command(commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, summary: str,
-             description: str) -> argparse.ArgumentParser:
-    return commands.add_parser(name, help=summary, description=description,
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
+def _command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, summary: str, description: str
+) -> argparse.ArgumentParser:
+    return commands.add_parser(
+        name, help=summary, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
+def _gateway_settings() -> GatewaySettings:
+    """The gateway's settings from the environment (for its JWT secret and issuer)."""
+    # cast: mypy reads GatewaySettings.jwt_hs256_secret (a positional Field default) as required.
+    return cast(Any, GatewaySettings)()
 
 
 # --- up ------------------------------------------------------------------------------------------
 
 
 def _add_up(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    up = _command(commands, "up", "run the whole stack locally until Ctrl-C", (
-        "Start CareBridge on this machine: a Kafka broker (Tansu, unless KAFKA_BOOTSTRAP_SERVERS\n"
-        "is set), Redis (REDIS_URL, a server on 127.0.0.1:6379, or one started here) and the\n"
-        "intake, careplan, referral and gateway services. Waits until the gateway is ready, then\n"
-        "prints the FHIR base URL, the MLLP port and a development bearer token, and runs until\n"
-        "Ctrl-C or SIGTERM stops everything (a second Ctrl-C kills at once).\n\n"
-        "Each service keeps a SQLite database in the data directory, so data survives restarts;\n"
-        "the broker is in memory. Logs: <data-dir>/logs/<service>.log. Port defaults come from\n"
-        "the services' environment variables (GATEWAY_PORT, GATEWAY_MLLP_PORT, INTAKE_PORT, ...)."))
-    env = os.environ.get
-    up.add_argument("--data-dir", type=Path, default=Path(".data"), help="databases and logs (default: %(default)s)")
+    up = _command(
+        commands,
+        "up",
+        "run the whole stack locally until Ctrl-C",
+        (
+            "Start CareBridge on this machine: a Kafka broker (Tansu, unless KAFKA_BOOTSTRAP_SERVERS\n"
+            "is set), Redis (REDIS_URL, a server on 127.0.0.1:6379, or one started here) and the\n"
+            "intake, careplan, referral and gateway services. Waits until the gateway is ready, then\n"
+            "prints the FHIR base URL, the MLLP port and a development bearer token, and runs until\n"
+            "Ctrl-C or SIGTERM stops everything (a second Ctrl-C kills at once).\n\n"
+            "Each service keeps a SQLite database in the data directory, so data survives restarts;\n"
+            "the broker is in memory. Logs: <data-dir>/logs/<service>.log. Port defaults come from\n"
+            "the services' environment variables (GATEWAY_PORT, GATEWAY_MLLP_PORT, INTAKE_PORT, ...)."
+        ),
+    )
+    up.add_argument(
+        "--data-dir", type=Path, default=Path(".data"), help="databases and logs (default: .data)"
+    )
     up.add_argument("--log-dir", type=Path, help="service logs (default: DATA_DIR/logs)")
-    up.add_argument("--gateway-port", type=int, default=env("GATEWAY_PORT", "8080"),
-                    help="gateway HTTP port: /fhir, /hl7v2 (default: %(default)s)")
-    up.add_argument("--mllp-port", type=int, default=env("GATEWAY_MLLP_PORT", "2575"),
-                    help="HL7 v2 MLLP listener port (default: %(default)s)")
-    for service, port in (("intake", "8081"), ("careplan", "8082"), ("referral", "8083")):
-        up.add_argument(f"--{service}-port", type=int, default=env(f"{service.upper()}_PORT", port),
-                        help=f"{service} service HTTP port (default: %(default)s)")
-    up.add_argument("--redis-url", default=env("REDIS_URL"), help="use this Redis instead of finding or starting one")
-    up.add_argument("--kafka-bootstrap", default=env("KAFKA_BOOTSTRAP_SERVERS"),
-                    help="use this Kafka instead of starting Tansu")
-    up.add_argument("--ready-timeout", type=float, default=60.0,
-                    help="seconds to wait for the gateway to be ready (default: %(default)s)")
+    for flag, env_name, default, text in _PORT_FLAGS:
+        up.add_argument(
+            flag, type=int, default=os.environ.get(env_name, default), help=f"{text} (default: %(default)s)"
+        )
+    up.add_argument("--redis-url", default=os.environ.get("REDIS_URL"), help="use this Redis (REDIS_URL)")
+    up.add_argument(
+        "--kafka-bootstrap",
+        default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"),
+        help="use this Kafka instead of starting Tansu (KAFKA_BOOTSTRAP_SERVERS)",
+    )
+    up.add_argument("--ready-timeout", type=float, default=60.0, help="seconds to wait (default: 60)")
     up.set_defaults(handler=_run_up)
 
 
@@ -98,11 +132,11 @@ class _StopSignals:
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
-    def __init__(self, on_force: object) -> None:
+    def __init__(self, on_force: Callable[[], None]) -> None:
         self.requested = threading.Event()
         self.forced = False
         self._on_force = on_force
-        self._previous: dict[int, object] = {}
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> _StopSignals:
         for signum in self.SIGNALS:
@@ -111,24 +145,33 @@ class _StopSignals:
 
     def __exit__(self, *exc: object) -> None:
         for signum, handler in self._previous.items():
-            signal.signal(signum, handler)  # type: ignore[arg-type]
+            signal.signal(signum, handler)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.requested.is_set():
             self.forced = True
-            self._on_force()  # type: ignore[operator]
+            self._on_force()
             return
         self.requested.set()
-        print("\nStopping CareBridge (press Ctrl-C again to kill it at once)...", file=sys.stderr, flush=True)
+        with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
+            print(
+                "\nStopping CareBridge (press Ctrl-C again to kill it at once)...",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 def _run_up(args: argparse.Namespace) -> int:
-    from shared.stack import LocalStack, StackError, StackStartCancelled
-
     stack = LocalStack(
-        data_dir=args.data_dir, gateway_port=args.gateway_port, mllp_port=args.mllp_port,
-        intake_port=args.intake_port, careplan_port=args.careplan_port, referral_port=args.referral_port,
-        redis_url=args.redis_url, kafka_bootstrap=args.kafka_bootstrap, log_dir=args.log_dir,
+        data_dir=args.data_dir,
+        gateway_port=args.gateway_port,
+        mllp_port=args.mllp_port,
+        intake_port=args.intake_port,
+        careplan_port=args.careplan_port,
+        referral_port=args.referral_port,
+        redis_url=args.redis_url,
+        kafka_bootstrap=args.kafka_bootstrap,
+        log_dir=args.log_dir,
         ready_timeout=args.ready_timeout,
     )
     with _StopSignals(stack.kill) as signals:
@@ -153,21 +196,17 @@ def _run_up(args: argparse.Namespace) -> int:
     return EXIT_INTERRUPTED if signals.forced else EXIT_OK
 
 
-def _watch(stack: object, stop: threading.Event) -> str | None:
+def _watch(stack: LocalStack, stop: threading.Event) -> str | None:
     """Block until a stop is requested; return why if a service died meanwhile."""
     while not stop.wait(1.0):
-        dead = stack.dead_services()  # type: ignore[attr-defined]
+        dead = stack.dead_services()
         if dead:
             return "\n".join(dead)
     return None
 
 
-def _print_ready(stack: object, seconds: float) -> None:
-    from shared.settings import GatewaySettings
-    from shared.stack import LocalStack
-
-    assert isinstance(stack, LocalStack)
-    gateway = GatewaySettings()
+def _print_ready(stack: LocalStack, seconds: float) -> None:
+    gateway = _gateway_settings()
     urls = stack.urls
     print(f"\nCareBridge is ready ({seconds:.1f} s)\n")
     print(f"  FHIR base URL   {urls.fhir_base}")
@@ -176,13 +215,15 @@ def _print_ready(stack: object, seconds: float) -> None:
     print(f"  Redis           {stack.redis_url}")
     print(f"  data            {stack.data_dir} (logs in {stack.log_dir})\n")
     if gateway.jwt_hs256_secret:
-        token = mint_token(gateway.jwt_hs256_secret, DEV_SCOPE, issuer=gateway.jwt_issuer, ttl_seconds=DEV_TOKEN_TTL)
+        token = mint_token(
+            gateway.jwt_hs256_secret, DEV_SCOPE, issuer=gateway.jwt_issuer, ttl_seconds=DEV_TOKEN_TTL
+        )
         print(f"Development bearer token (scope {DEV_SCOPE}, valid 12 h):\n")
         print(f"  export TOKEN={token}\n")
-        print(f'  curl -H "Authorization: Bearer $TOKEN" {urls.fhir_base}/Patient?_count=10')
+        print(f'  curl -H "Authorization: Bearer $TOKEN" "{urls.fhir_base}/Patient?_count=10"')
     else:
         print("GATEWAY_JWT_HS256_SECRET is empty, so no development token can be minted.")
-    print(f"  carebridge send-hl7 --port {stack.mllp_port} message.hl7\n")
+    print(f"\nSend HL7 v2 files:\n\n  carebridge send-hl7 --port {stack.mllp_port} message.hl7\n")
     print("Press Ctrl-C to stop.", flush=True)
 
 
@@ -190,34 +231,54 @@ def _print_ready(stack: object, seconds: float) -> None:
 
 
 def _add_token(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    token = _command(commands, "token", "print a development bearer token", (
-        "Mint an HS256 JWT the gateway accepts in development and print only the token, so\n"
-        '`TOKEN=$(carebridge token --scope "system/*.cruds")` works. The secret defaults to the\n'
-        "gateway's (GATEWAY_JWT_HS256_SECRET, or its built-in development default).\n\n"
-        "Scopes follow SMART v2: system/*.cruds, user/CarePlan.rs, patient/*.rs ..."))
+    token = _command(
+        commands,
+        "token",
+        "print a development bearer token",
+        (
+            "Mint an HS256 JWT the gateway accepts in development and print only the token, so\n"
+            '`TOKEN=$(carebridge token --scope "system/*.cruds")` works. The secret defaults to the\n'
+            "gateway's (GATEWAY_JWT_HS256_SECRET, or its built-in development default).\n\n"
+            "Scopes follow SMART v2: system/*.cruds, user/CarePlan.rs, patient/*.rs ..."
+        ),
+    )
     token.add_argument("--scope", required=True, help='space-separated SMART scopes, e.g. "user/CarePlan.rs"')
     token.add_argument("--patient", help="Patient id a patient/ scope is limited to")
     token.add_argument("--organization", help="Organization id of a clinic (referrals addressed to it)")
-    token.add_argument("--subject", default="carebridge-dev", help="the token's sub claim (default: %(default)s)")
-    token.add_argument("--ttl", type=int, default=DEV_TOKEN_TTL, help="lifetime in seconds (default: %(default)s)")
+    token.add_argument(
+        "--subject", default="carebridge-dev", help="the token's sub claim (default: %(default)s)"
+    )
+    token.add_argument(
+        "--ttl", type=int, default=DEV_TOKEN_TTL, help="lifetime in seconds (default: %(default)s)"
+    )
     token.add_argument("--secret", help="HS256 secret (default: the gateway's)")
     token.set_defaults(handler=_run_token)
 
 
 def _run_token(args: argparse.Namespace) -> int:
-    from shared.settings import GatewaySettings
-
-    gateway = GatewaySettings()
+    gateway = _gateway_settings()
     secret = args.secret or gateway.jwt_hs256_secret
     if not secret:
         print("carebridge token: no HS256 secret (set --secret or GATEWAY_JWT_HS256_SECRET)", file=sys.stderr)
         return EXIT_ERROR
     unknown = [s for s in args.scope.split() if Scope.parse(s) is None]
     if unknown:
-        print(f"carebridge token: warning: not SMART v2 scopes, the gateway will ignore them: {' '.join(unknown)}",
-              file=sys.stderr)
-    print(mint_token(secret, args.scope, subject=args.subject, patient=args.patient,
-                     organization=args.organization, issuer=gateway.jwt_issuer, ttl_seconds=args.ttl))
+        print(
+            "carebridge token: warning: not SMART v2 scopes, the gateway will ignore them: "
+            + " ".join(unknown),
+            file=sys.stderr,
+        )
+    print(
+        mint_token(
+            secret,
+            args.scope,
+            subject=args.subject,
+            patient=args.patient,
+            organization=args.organization,
+            issuer=gateway.jwt_issuer,
+            ttl_seconds=args.ttl,
+        )
+    )
     return EXIT_OK
 
 
@@ -225,19 +286,30 @@ def _run_token(args: argparse.Namespace) -> int:
 
 
 def _add_send_hl7(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    send = _command(commands, "send-hl7", "send HL7 v2 files over MLLP and print the ACKs", (
-        "Send every message in the files, in order, over one MLLP connection, waiting for each\n"
-        "ACK before the next. A file may hold several messages (each begins with an MSH segment);\n"
-        "\\n, \\r\\n and \\r segment endings are all accepted, and batch envelope segments\n"
-        "(FHS/BHS/BTS/FTS) are dropped. Each ACK is printed with the file and MSH-10 it answers.\n\n"
-        "Exit status: 0 when every ACK is AA or CA, 1 when any is AE/AR/CE/CR, 2 when a file\n"
-        "cannot be read or the listener cannot be reached."))
+    send = _command(
+        commands,
+        "send-hl7",
+        "send HL7 v2 files over MLLP and print the ACKs",
+        (
+            "Send every message in the files, in order, over one MLLP connection, waiting for each\n"
+            "ACK before the next. A file may hold several messages (each begins with an MSH segment);\n"
+            "\\n, \\r\\n and \\r segment endings are all accepted, and batch envelope segments\n"
+            "(FHS/BHS/BTS/FTS) are dropped. Each ACK is printed with the file and MSH-10 it answers.\n\n"
+            "Exit status: 0 when every ACK is AA or CA, 1 when any is AE/AR/CE/CR, 2 when a file\n"
+            "cannot be read or the listener cannot be reached."
+        ),
+    )
     send.add_argument("files", nargs="+", type=Path, metavar="FILE", help="HL7 v2 message file(s)")
     send.add_argument("--host", default="127.0.0.1", help="MLLP listener host (default: %(default)s)")
-    send.add_argument("--port", type=int, default=os.environ.get("GATEWAY_MLLP_PORT", "2575"),
-                      help="MLLP listener port (default: %(default)s)")
-    send.add_argument("--timeout", type=float, default=10.0,
-                      help="seconds to wait for each ACK (default: %(default)s)")
+    send.add_argument(
+        "--port",
+        type=int,
+        default=os.environ.get("GATEWAY_MLLP_PORT", "2575"),
+        help="MLLP listener port (default: %(default)s)",
+    )
+    send.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds to wait for each ACK (default: %(default)s)"
+    )
     send.set_defaults(handler=_run_send_hl7)
 
 
@@ -253,52 +325,19 @@ class OutgoingMessage:
         return f"== {self.file} message {self.number} of {self.of} (MSH-10 {self.control_id or '?'}) =="
 
 
-def split_hl7_messages(data: bytes) -> list[bytes]:
-    """The messages in an HL7 v2 file, each with ``\\r``-terminated segments.
-
-    A message starts at each MSH segment; blank lines, byte-order marks and batch envelope
-    segments are dropped. Raises ValueError for text before the first MSH segment.
-    """
-    messages: list[list[bytes]] = []
-    for segment in normalize_segments(data).split(b"\r"):
-        segment = segment.removeprefix(_BOM)
-        if not segment.strip() or segment[:3] in _BATCH_SEGMENTS:
-            continue
-        if segment.startswith(b"MSH") and len(segment) > 3 and not segment[3:4].isalnum():
-            messages.append([])
-        elif not messages:
-            raise ValueError(f"a {segment[:3].decode('ascii', 'replace')!r} segment comes before any MSH segment")
-        messages[-1].append(segment)
-    return [b"\r".join(segments) + b"\r" for segments in messages]
-
-
-def control_id(message: bytes) -> str:
-    """MSH-10, the message control id ('' when absent)."""
-    msh = message.split(b"\r", 1)[0]
-    fields = msh.split(msh[3:4]) if len(msh) > 3 else []
-    return fields[9].decode("utf-8", "replace") if len(fields) > 9 else ""
-
-
-def ack_code(ack: bytes) -> str | None:
-    """MSA-1 of an acknowledgement (AA, AE, AR, CA, CE, CR), or None without an MSA segment."""
-    separator = ack[3:4] if ack.startswith(b"MSH") and len(ack) > 3 else b"|"
-    for segment in normalize_segments(ack).split(b"\r"):
-        if segment.startswith(b"MSA"):
-            fields = segment.split(separator)
-            return fields[1].decode("ascii", "replace") if len(fields) > 1 else None
-    return None
-
-
 def _read_messages(files: Sequence[Path]) -> list[OutgoingMessage]:
     outgoing: list[OutgoingMessage] = []
     for path in files:
         try:
-            messages = split_hl7_messages(path.read_bytes())
+            messages = split_messages(path.read_bytes())
         except ValueError as exc:
             raise ValueError(f"{path}: {exc}") from None
         if not messages:
             raise ValueError(f"{path}: no HL7 message in the file (no MSH segment)")
-        outgoing += [OutgoingMessage(path, n, len(messages), control_id(m), m) for n, m in enumerate(messages, 1)]
+        outgoing += [
+            OutgoingMessage(path, number, len(messages), control_id(message), message)
+            for number, message in enumerate(messages, 1)
+        ]
     return outgoing
 
 
@@ -310,14 +349,16 @@ def _run_send_hl7(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     failure = None
     try:
-        acks = asyncio.run(send_messages(args.host, args.port, [m.content for m in outgoing], timeout=args.timeout))
+        contents = [message.content for message in outgoing]
+        acks = asyncio.run(send_messages(args.host, args.port, contents, timeout=args.timeout))
     except MLLPConnectionError as exc:
         acks, failure = exc.acks, str(exc)
     except FrameTooLarge as exc:
         acks, failure = [], f"an acknowledgement from {args.host}:{args.port} was too large: {exc}"
     codes = [_print_ack(message, ack) for message, ack in zip(outgoing, acks, strict=False)]
     accepted = sum(code in _ACCEPTED for code in codes)
-    print(f"{len(acks)} of {len(outgoing)} message(s) acknowledged, {accepted} accepted", file=sys.stderr)
+    if acks or not failure:
+        print(f"{len(acks)} of {len(outgoing)} message(s) acknowledged, {accepted} accepted", file=sys.stderr)
     if failure:
         print(f"carebridge send-hl7: {failure}", file=sys.stderr)
         return EXIT_ERROR
@@ -340,16 +381,28 @@ def _print_ack(message: OutgoingMessage, ack: bytes) -> str | None:
 
 
 def _add_dlq(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    dlq = _command(commands, "dlq", "work with dead-letter topics", (
-        "Dead-letter topics hold the records a consumer could not process, with the error.\n"
-        "Fix the cause, then replay them onto their topic."))
+    dlq = _command(
+        commands,
+        "dlq",
+        "work with dead-letter topics",
+        (
+            "Dead-letter topics hold the records a consumer could not process, with the error.\n"
+            "Fix the cause, then replay them onto their topic."
+        ),
+    )
     dlq_commands = dlq.add_subparsers(title="commands", metavar="COMMAND", required=True)
     topics = "\n".join(f"  {topic}" for topic in ALL_TOPICS)
-    replay = _command(dlq_commands, "replay", "re-publish a topic's dead letters onto the topic", (
-        f"Read the records in TOPIC{DLQ_SUFFIX} and publish them again to TOPIC, where the\n"
-        "consumers process them (they are idempotent, so a record that did get through is not\n"
-        "applied twice). Uses KAFKA_BOOTSTRAP_SERVERS and KAFKA_TOPIC_PREFIX from the\n"
-        f"environment.\n\nTOPIC is a logical topic name, one of:\n{topics}"))
+    replay = _command(
+        dlq_commands,
+        "replay",
+        "re-publish a topic's dead letters onto the topic",
+        (
+            f"Read the records in TOPIC{DLQ_SUFFIX} and publish them again to TOPIC, where the\n"
+            "consumers process them (they are idempotent, so a record that did get through is not\n"
+            "applied twice). Uses KAFKA_BOOTSTRAP_SERVERS and KAFKA_TOPIC_PREFIX from the\n"
+            f"environment.\n\nTOPIC is a logical topic name, one of:\n{topics}"
+        ),
+    )
     replay.add_argument("topic", metavar="TOPIC", help="logical topic name, e.g. carebridge.patient.v1")
     replay.add_argument("--max", type=int, dest="max_records", metavar="N", help="replay at most N records")
     replay.set_defaults(handler=_run_dlq_replay)
@@ -363,15 +416,21 @@ def _run_dlq_replay(args: argparse.Namespace) -> int:
 
     topic = args.topic.removesuffix(DLQ_SUFFIX)
     if topic not in ALL_TOPICS:
-        print(f"carebridge dlq replay: unknown topic {args.topic!r}; one of: {', '.join(ALL_TOPICS)}",
-              file=sys.stderr)
+        print(
+            f"carebridge dlq replay: unknown topic {args.topic!r}; one of: {', '.join(ALL_TOPICS)}",
+            file=sys.stderr,
+        )
         return EXIT_ERROR
     settings = ServiceSettings()
+    if not args.verbose:
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # the failure is reported below
     try:
         count = asyncio.run(replay_dlq(settings, topic, max_records=args.max_records))
     except (KafkaError, OSError) as exc:
-        print(f"carebridge dlq replay: cannot reach Kafka at {settings.kafka_bootstrap_servers}: {exc}",
-              file=sys.stderr)
+        print(
+            f"carebridge dlq replay: cannot reach Kafka at {settings.kafka_bootstrap_servers}: {exc}",
+            file=sys.stderr,
+        )
         return EXIT_ERROR
     print(f"Replayed {count} record(s) from {settings.topic(topic)}{DLQ_SUFFIX} to {settings.topic(topic)}")
     return EXIT_OK

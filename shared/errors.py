@@ -115,7 +115,7 @@ _HTTP_STATUS: dict[type[CareBridgeError], int] = {
 def http_status(exc: BaseException) -> int:
     """The HTTP status for an exception; anything unexpected is a 500."""
     for cls in type(exc).__mro__:
-        status = _HTTP_STATUS.get(cls)  # type: ignore[call-overload]
+        status = _HTTP_STATUS.get(cls)
         if status is not None:
             return status
     return 500

@@ -11,6 +11,9 @@ resynchronise on them:
   message is dropped and a new frame begins;
 - a frame larger than the limit raises `FrameTooLarge`, so a server can answer and close.
 
+For senders, `split_messages` reads the messages out of a file's bytes, and `control_id` /
+`ack_code` read MSH-10 and MSA-1 without a full parse.
+
 Nothing here logs message content: HL7 messages carry PHI.
 """
 
@@ -19,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, Iterable
 
 from shared.errors import PayloadTooLarge
 
@@ -30,6 +33,10 @@ END_BLOCK = b"\x1c"
 CARRIAGE_RETURN = b"\r"
 #: The two bytes that close a frame.
 FRAME_END = END_BLOCK + CARRIAGE_RETURN
+
+_BOM = b"\xef\xbb\xbf"
+#: Batch envelope segments (HL7 v2.5 section 2.10.3): not part of any message, dropped when sending.
+_BATCH_SEGMENTS = (b"FHS", b"BHS", b"BTS", b"FTS")
 
 #: Default largest message accepted, in bytes (the gateway's `max_hl7_bytes` default).
 DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
@@ -74,6 +81,49 @@ def normalize_segments(text: bytes) -> bytes:
     (v2.5 chapter 2.5.1, "segment terminator"). Text that already uses ``\r`` is unchanged.
     """
     return text.replace(b"\r\n", b"\r").replace(b"\n", b"\r")
+
+
+# --- message files and acknowledgements (for senders) ------------------------------------------
+
+
+def split_messages(data: bytes) -> list[bytes]:
+    """The messages in an HL7 v2 file, each with ``\\r``-terminated segments.
+
+    A message starts at each MSH segment; blank lines, byte-order marks and batch envelope
+    segments are dropped. Raises ValueError for text before the first MSH segment.
+    """
+    messages: list[list[bytes]] = []
+    for segment in normalize_segments(data).split(b"\r"):
+        segment = segment.removeprefix(_BOM)
+        if not segment.strip() or segment[:3] in _BATCH_SEGMENTS:
+            continue
+        if segment.startswith(b"MSH") and len(segment) > 3 and not segment[3:4].isalnum():
+            messages.append([])
+        elif not messages:
+            name = segment[:3].decode("ascii", "replace")
+            raise ValueError(f"a {name!r} segment comes before any MSH segment")
+        messages[-1].append(segment)
+    return [b"\r".join(segments) + b"\r" for segments in messages]
+
+
+def control_id(message: bytes) -> str:
+    """MSH-10, the message control id ('' when absent)."""
+    msh = message.split(b"\r", 1)[0]
+    fields = msh.split(msh[3:4]) if len(msh) > 3 else []
+    return fields[9].decode("utf-8", "replace") if len(fields) > 9 else ""
+
+
+def ack_code(ack: bytes) -> str | None:
+    """MSA-1 of an acknowledgement (AA, AE, AR, CA, CE, CR), or None without an MSA segment."""
+    separator = ack[3:4] if ack.startswith(b"MSH") and len(ack) > 3 else b"|"
+    for segment in normalize_segments(ack).split(b"\r"):
+        if segment.startswith(b"MSA"):
+            fields = segment.split(separator)
+            return fields[1].decode("ascii", "replace") if len(fields) > 1 else None
+    return None
+
+
+# --- decoding ------------------------------------------------------------------------------------
 
 
 class MLLPDecoder:
@@ -133,7 +183,9 @@ class MLLPDecoder:
             # A new frame began before this one ended: the sender gave up on it.
             self.abandoned += 1
             self.discarded += len(self._partial) + restart - pos
-            log.warning("MLLP frame abandoned by the sender after %d bytes", len(self._partial) + restart - pos)
+            log.warning(
+                "MLLP frame abandoned by the sender after %d bytes", len(self._partial) + restart - pos
+            )
             self._reset()
             return restart
         stop = end if end >= 0 else len(data)
@@ -160,7 +212,7 @@ class MLLPDecoder:
 
 async def iter_messages(
     reader: asyncio.StreamReader, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """Yield each complete message read from `reader` until EOF.
 
     Raises `FrameTooLarge` for an oversized frame (after yielding the messages before it).
@@ -188,7 +240,7 @@ async def send_messages(
     port: int,
     messages: Iterable[bytes],
     *,
-    timeout: float = 10.0,
+    timeout: float = 10.0,  # noqa: ASYNC109 - bounds each round trip, not the whole call
     max_ack_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
 ) -> list[bytes]:
     """Send each message over one MLLP connection, waiting for its ACK before the next.

@@ -116,7 +116,7 @@ class GatewaySettings(ServiceSettings):
 
     #: HS256 secret for development tokens (`carebridge token`). Empty disables HS256.
     jwt_hs256_secret: str = Field(
-        "carebridge-development-secret-change-me",
+        default="carebridge-development-secret-change-me",
         validation_alias=AliasChoices("jwt_hs256_secret", "GATEWAY_JWT_HS256_SECRET", "CAREBRIDGE_DEV_JWT_SECRET"),
     )
     #: JWKS document URL for RS256 tokens in production.

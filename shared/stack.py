@@ -89,6 +89,13 @@ def _default_command(service: str) -> list[str]:
 
 
 class LocalStack:
+    """Tansu (or the given Kafka), Redis and the four services, wired together on 127.0.0.1.
+
+    The gateway HTTP and MLLP ports are public: if one is taken, `start()` fails and names the
+    setting to change. A taken internal service port is replaced by a free one, with a warning.
+    `command(service)` gives the argv that runs a service (tests substitute stand-ins).
+    """
+
     def __init__(
         self,
         data_dir: Path = Path(".data"),
@@ -108,8 +115,12 @@ class LocalStack:
         self.data_dir = Path(data_dir).resolve()
         self.log_dir = Path(log_dir).resolve() if log_dir else self.data_dir / "logs"
         self.mllp_port = mllp_port
-        self.ports = {"intake": intake_port, "careplan": careplan_port, "referral": referral_port,
-                      "gateway": gateway_port}
+        self.ports = {
+            "intake": intake_port,
+            "careplan": careplan_port,
+            "referral": referral_port,
+            "gateway": gateway_port,
+        }
         self.ready_timeout = ready_timeout
         self.stop_grace = stop_grace
         self._redis_url = redis_url
@@ -148,8 +159,13 @@ class LocalStack:
             raise StackError("the broker and Redis must be known before the services' environment")
         repo_root = str(Path(__file__).resolve().parents[1])
         python_path = os.pathsep.join(p for p in (repo_root, os.environ.get("PYTHONPATH")) if p)
-        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap, "REDIS_URL": self.redis_url,
-               "PYTHONPATH": python_path, "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
+            "REDIS_URL": self.redis_url,
+            "PYTHONPATH": python_path,
+            "PYTHONUNBUFFERED": "1",
+        }
         for service, port in self.ports.items():
             prefix = service.upper()
             env[f"{prefix}_HOST"] = "127.0.0.1"
@@ -173,6 +189,7 @@ class LocalStack:
         if self._services or self._broker or self._redis:
             raise StackError("this stack is already running")
         self._check_ports()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
             self._start_infrastructure()
@@ -194,26 +211,42 @@ class LocalStack:
                     f"or {port.env} (is another `carebridge up` still running?)"
                 )
             replacement = devstack.free_port()
-            log.warning("port %d (%s) is in use; using %d instead (set %s or %s to choose)",
-                        port.number, port.role, replacement, port.flag, port.env)
+            log.warning(
+                "port %d (%s) is in use; using %d instead (set %s or %s to choose)",
+                port.number,
+                port.role,
+                replacement,
+                port.flag,
+                port.env,
+            )
             self.ports[port.service or ""] = replacement
         taken = [p.number for p in self._requested_ports()]
         if len(set(taken)) != len(taken):
             raise StackError(f"the stack's ports must all differ, got {sorted(taken)}")
 
     def _requested_ports(self) -> list[_Port]:
-        ports = [_Port("gateway HTTP", self.gateway_port, "--gateway-port", "GATEWAY_PORT", "gateway", True),
-                 _Port("gateway MLLP", self.mllp_port, "--mllp-port", "GATEWAY_MLLP_PORT", None, True)]
+        ports = [
+            _Port("gateway HTTP", self.gateway_port, "--gateway-port", "GATEWAY_PORT", "gateway", True),
+            _Port("gateway MLLP", self.mllp_port, "--mllp-port", "GATEWAY_MLLP_PORT", None, True),
+        ]
         for service in ("intake", "careplan", "referral"):
-            ports.append(_Port(f"{service} HTTP", self.ports[service], f"--{service}-port",
-                               f"{service.upper()}_PORT", service, False))
+            ports.append(
+                _Port(
+                    f"{service} HTTP",
+                    self.ports[service],
+                    f"--{service}-port",
+                    f"{service.upper()}_PORT",
+                    service,
+                    False,
+                )
+            )
         return ports
 
     def _start_infrastructure(self) -> None:
         try:
             self._broker = devstack.ensure_broker(self._kafka_bootstrap, log_path=self.log_dir / "tansu.log")
         except (OSError, RuntimeError, ImportError) as exc:
-            raise StackError(f"could not start the Tansu broker: {exc} (see {self.log_dir / 'tansu.log'})") from exc
+            raise StackError(f"could not start Tansu: {exc} (see {self.log_dir / 'tansu.log'})") from exc
         try:
             self._redis = devstack.ensure_redis(self._redis_url, log_path=self.log_dir / "redis.log")
         except (OSError, RuntimeError, ImportError) as exc:
@@ -221,8 +254,9 @@ class LocalStack:
 
     def _spawn(self, service: str, env: dict[str, str]) -> None:
         log_path = self.log_dir / f"{service}.log"
+        now = dt.datetime.now().isoformat(timespec="seconds")
         with log_path.open("a", encoding="utf-8") as out:
-            out.write(f"--- carebridge up: {service} starting at {dt.datetime.now().isoformat(timespec='seconds')}\n")
+            out.write(f"--- carebridge up: {service} starting at {now}\n")
         offset = log_path.stat().st_size
         process = devstack.ManagedProcess.spawn(service, self._command(service), env=env, log_path=log_path)
         self._services.append(_Service(service, process, offset))
@@ -261,12 +295,16 @@ class LocalStack:
                 )
         for name, process in (("Tansu", self._broker_process()), ("Redis", self._redis_process())):
             if process is not None and process.popen.poll() is not None:
-                raise StackError(f"{name} exited with code {process.popen.returncode}; see {process.log_path}")
+                code = process.popen.returncode
+                raise StackError(f"{name} exited with code {code}; see {process.log_path}")
 
     def dead_services(self) -> list[str]:
         """Names of services that have exited, each with the tail of its log (for monitoring)."""
-        return [f"{s.name} exited with code {s.process.popen.returncode}:\n{self._log_tail(s)}"
-                for s in self._services if s.process.popen.poll() is not None]
+        return [
+            f"{s.name} exited with code {s.process.popen.returncode}:\n{self._log_tail(s)}"
+            for s in self._services
+            if s.process.popen.poll() is not None
+        ]
 
     def _log_tail(self, service: _Service) -> str:
         if service.process.log_path is None:

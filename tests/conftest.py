@@ -92,9 +92,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
-@pytest.fixture
-def make_settings(broker: devstack.Broker, redis_url: str, tmp_path: Path) -> Callable[..., Any]:
-    """Build a service's settings for this run: its own topics, Redis keys and SQLite file."""
+def settings_factory(broker: devstack.Broker, redis_url: str, directory: Path) -> Callable[..., Any]:
+    """Builds a service's settings for this run: its own topics, Redis keys and SQLite file."""
     prefix = unique("t") + "."
 
     def build(cls: type[S], **overrides: Any) -> S:
@@ -103,7 +102,7 @@ def make_settings(broker: devstack.Broker, redis_url: str, tmp_path: Path) -> Ca
             "kafka_topic_prefix": prefix,
             "redis_url": redis_url,
             "redis_key_prefix": f"test:{prefix}",
-            "database_url": f"sqlite+aiosqlite:///{tmp_path / (cls.__name__.lower() + '.db')}",
+            "database_url": f"sqlite+aiosqlite:///{directory / (cls.__name__.lower() + '.db')}",
             "kafka_session_timeout_ms": 6000,
             "kafka_heartbeat_interval_ms": 500,
             "kafka_fetch_max_wait_ms": 20,
@@ -117,5 +116,28 @@ def make_settings(broker: devstack.Broker, redis_url: str, tmp_path: Path) -> Ca
     return build
 
 
+@pytest.fixture
+def make_settings(broker: devstack.Broker, redis_url: str, tmp_path: Path) -> Callable[..., Any]:
+    """Settings for one test: unique topics, Redis key prefix and database files."""
+    return settings_factory(broker, redis_url, tmp_path)
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     return f"carebridge test run {RUN_ID} (KAFKA_BOOTSTRAP_SERVERS={os.environ.get('KAFKA_BOOTSTRAP_SERVERS', 'tansu')})"
+
+
+@pytest.fixture(scope="session")
+def span_exporter() -> Any:
+    """An in-memory span exporter attached to the process's tracer provider (installed if absent)."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return exporter

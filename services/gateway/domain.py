@@ -71,9 +71,18 @@ def normalize(message: bytes) -> bytes:
     return text.strip(b"\r") + b"\r"
 
 
+#: Bytes that must never be echoed into an ACK: MLLP block characters and other C0 controls
+#: would break the frame (MLLP Release 2) or the segment structure.
+_CONTROL = {i: None for i in range(32)}
+
+
+def _clean(value: str) -> str:
+    return value.translate(_CONTROL)
+
+
 def _component(value: str, separator: str, index: int = 0) -> str:
     parts = value.split(separator)
-    return parts[index] if index < len(parts) else ""
+    return _clean(parts[index]) if index < len(parts) else ""
 
 
 def read_header(message: bytes) -> MessageHeader:
@@ -103,10 +112,10 @@ def parse_header(message: bytes) -> MessageHeader:
         encoding_characters=enc,
         sending_application=_component(fields[2], comp),
         sending_facility=_component(fields[3], comp),
-        message_datetime=fields[6],
+        message_datetime=_clean(fields[6]),
         message_type=_component(fields[8], comp, 0),
         trigger_event=_component(fields[8], comp, 1),
-        control_id=fields[9],
+        control_id=_clean(fields[9]),
         processing_id=_component(fields[10], comp),
         version=_component(fields[11], comp),
     )

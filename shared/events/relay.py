@@ -7,9 +7,10 @@ or crashes at any point resumes with the unmarked rows on its next start. A cras
 broker's acknowledgement and the marking publishes those rows again: delivery is at least once
 and consumers deduplicate by event id.
 
-Outbox rows hold logical topic names (`shared.events.topics`); the relay adds the deployment's
-prefix. Rows carry the trace context of the request that wrote them; each publish is a PRODUCER
-span in that trace, and the record's `traceparent` names that span.
+Outbox rows hold the topic name on the broker, prefix included (the writer adds it with
+`settings.topic(...)`, see `shared.fhir.events`). Rows carry the trace context of the request
+that wrote them; each publish is a PRODUCER span in that trace, and the record's `traceparent`
+names that span.
 
 Run one relay per database: two relays on the same outbox would both publish every row.
 """
@@ -126,11 +127,10 @@ class OutboxRelay:
         futures: list[asyncio.Future[Any]] = []
         try:
             for record in records:
-                topic = self._settings.topic(record.topic)
-                span = self._start_span(record, topic)
+                span = self._start_span(record)
                 spans.append(span)
                 headers = replace_trace_headers(record.headers, trace.set_span_in_context(span))
-                sent = await self._producer.send(topic, record.value, key=record.key, headers=headers)
+                sent = await self._producer.send(record.topic, record.value, key=record.key, headers=headers)
                 futures.append(sent)
             results = await asyncio.gather(*futures, return_exceptions=True)
         except BaseException as exc:
@@ -144,18 +144,18 @@ class OutboxRelay:
             os.kill(os.getpid(), signal.SIGKILL)
         await self._store.outbox_mark_published([record.seq for record in records])
         for record in records:
-            count_event(EVENTS_PUBLISHED, self._settings.topic(record.topic), self._settings.service_name)
+            count_event(EVENTS_PUBLISHED, record.topic, self._settings.service_name)
         return len(records)
 
-    def _start_span(self, record: Any, topic: str) -> Span:
+    def _start_span(self, record: Any) -> Span:
         return tracer().start_span(
-            f"publish {topic}",
+            f"publish {record.topic}",
             context=context_from_kafka_headers(record.headers),
             kind=SpanKind.PRODUCER,
             attributes={
                 "messaging.system": "kafka",
                 "messaging.operation.type": "publish",
-                "messaging.destination.name": topic,
+                "messaging.destination.name": record.topic,
                 "messaging.message.id": record.event_id,
                 "carebridge.outbox.seq": record.seq,
                 SERVICE_ATTRIBUTE: self._settings.service_name,

@@ -73,13 +73,17 @@ def extract_index_rows(resource: dict[str, Any], params: Sequence[SearchParam]) 
     for param in params:
         values = [v for path in param.paths for v in values_at(resource, path)]
         if param.type == "token":
-            rows.token.extend(_unique((param.name, s, c) for v in values for s, c in token_values(v, param.name)))
+            rows.token.extend(
+                _unique((param.name, s, c) for v in values for s, c in token_values(v, param.name))
+            )
         elif param.type == "string":
             rows.string.extend(_unique((param.name, s) for v in values for s in string_values(v)))
         elif param.type == "date":
             rows.date.extend(_unique((param.name, lo, hi) for v in values for lo, hi in date_ranges(v)))
         elif param.type == "reference":
-            rows.reference.extend(_unique((param.name, t, i) for v in values for t, i in reference_targets(v)))
+            rows.reference.extend(
+                _unique((param.name, t, i) for v in values for t, i in reference_targets(v))
+            )
     return rows
 
 

@@ -178,7 +178,9 @@ def _resource_version_columns() -> list[Column[Any]]:
     ]
 
 
-def _index_table(metadata: MetaData, name: str, value_columns: list[Column[Any]], search_key: tuple[str, ...]) -> Table:
+def _index_table(
+    metadata: MetaData, name: str, value_columns: list[Column[Any]], search_key: tuple[str, ...]
+) -> Table:
     table = Table(
         name, metadata,
         Column("resource_type", String(ID_LENGTH), nullable=False),

@@ -48,27 +48,37 @@ class MLLPTestServer:
         self.port = free_port()
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> MLLPTestServer:
         self._thread.start()
-        self._ready.wait(5)
+        assert self._ready.wait(5), "the MLLP test server did not start"
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._loop.call_soon_threadsafe(self._stopping.set)
         self._thread.join(5)
 
     def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        server = self._loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", self.port))
-        self._ready.set()
-        self._loop.run_forever()
-        server.close()
-        self._loop.run_until_complete(server.wait_closed())
+        self._loop.run_until_complete(self._main())
         self._loop.close()
 
+    async def _main(self) -> None:
+        self._stopping = asyncio.Event()
+        server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        self._ready.set()
+        await self._stopping.wait()
+        server.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await server.wait_closed()
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
         try:
             async for message in iter_messages(reader):
                 self.received.append(message)
@@ -80,6 +90,7 @@ class MLLPTestServer:
                 await self._write(writer, frame(reply))
         finally:
             writer.close()
+            self._tasks.discard(task)
 
     async def _write(self, writer: asyncio.StreamWriter, data: bytes) -> None:
         if not self.split_acks:
@@ -119,14 +130,15 @@ async def test_send_messages_reassembles_acks_that_arrive_in_pieces() -> None:
 
 async def test_send_messages_reports_the_acks_received_before_the_peer_closed() -> None:
     with MLLPTestServer(lambda m: None if control_id(m) == b"M2" else ack(m)) as server:
-        with pytest.raises(MLLPConnectionError, match="closed the connection before acknowledging message 2") as err:
+        expected = "closed the connection before acknowledging message 2"
+        with pytest.raises(MLLPConnectionError, match=expected) as err:
             await send_messages("127.0.0.1", server.port, [adt("M1"), adt("M2"), adt("M3")])
     assert [a.split(b"\r")[1] for a in err.value.acks] == [b"MSA|AA|M1"]
 
 
 async def test_send_messages_times_out_when_no_ack_comes() -> None:
     with MLLPTestServer(ack, silent=True) as server:
-        with pytest.raises(MLLPConnectionError, match="no acknowledgement for message 1 .*timed out"):
+        with pytest.raises(MLLPConnectionError, match=r"no acknowledgement for message 1 .*timed out"):
             await send_messages("127.0.0.1", server.port, [adt("T1")], timeout=0.3)
     assert server.received == [adt("T1")]
 
@@ -151,7 +163,8 @@ def test_send_hl7_sends_every_message_of_every_file_and_prints_each_ack(
 ) -> None:
     batch = tmp_path / "batch.hl7"
     batch.write_bytes(
-        corpus_file("microsoft-fhir-converter/ADT_A01/ADT-A01-02.hl7").read_bytes().rstrip(b"\n") + b"\n"
+        corpus_file("microsoft-fhir-converter/ADT_A01/ADT-A01-02.hl7").read_bytes().rstrip(b"\n")
+        + b"\n"
         + corpus_file("microsoft-fhir-converter/ADT_A04/ADT04-23.hl7").read_bytes()
     )
     single = corpus_file("microsoft-fhir-converter/ADT_A40/ADT-A40-01.hl7")
@@ -164,7 +177,9 @@ def test_send_hl7_sends_every_message_of_every_file_and_prints_each_ack(
     assert all(b"\n" not in m and m.startswith(b"MSH|") for m in acking_server.received)
 
 
-def test_send_hl7_exits_1_when_any_message_is_rejected(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_send_hl7_exits_1_when_any_message_is_rejected(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     messages = tmp_path / "two.hl7"
     messages.write_bytes(adt("GOOD").replace(b"\r", b"\n") + adt("BAD").replace(b"\r", b"\n"))
     with MLLPTestServer(lambda m: ack(m, b"AR" if control_id(m) == b"BAD" else b"AA")) as server:

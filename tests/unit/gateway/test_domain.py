@@ -75,3 +75,10 @@ def test_user_message_in_err_escapes_hl7_delimiters() -> None:
     ack = domain.build_ack(header, domain.ERROR, "A3", error=(domain.ERR_APPLICATION_INTERNAL, "a|b^c&d~e\\f", ""))
     err = ack.decode().split("\r")[2]
     assert err.endswith("a\\F\\b\\S\\c\\T\\d\\R\\e\\E\\f")
+
+
+def test_control_characters_in_echoed_fields_never_reach_the_ack() -> None:
+    header = domain.read_header(b"MSH|^~\\&|A\x1c|B|C|D|1||ADT^A01|X\x1c\x0b1|P|2.5.1\r")
+    ack = domain.build_ack(header, domain.ACCEPT, "A4")
+    assert b"\x1c" not in ack and b"\x0b" not in ack
+    assert segments(ack)[1] == ["MSA", "AA", "X1"]

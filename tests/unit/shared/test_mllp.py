@@ -5,16 +5,16 @@ from __future__ import annotations
 import pytest
 
 from shared.errors import PayloadTooLarge
-from shared.mllp import MLLPDecoder, FrameTooLarge, frame, normalize_segments
+from shared.mllp import FrameTooLarge, MLLPDecoder, frame, normalize_segments
 
-ADT = b"MSH|^~\\&|ADT1|GOOD HEALTH HOSPITAL|CAREBRIDGE|CB|20240101120000||ADT^A01|MSG00001|P|2.5\rPID|1||123\r"
+ADT = b"MSH|^~\\&|ADT1|GOOD HEALTH|CAREBRIDGE|CB|20240101120000||ADT^A01|MSG00001|P|2.5\rPID|1||123\r"
 ORU = b"MSH|^~\\&|LAB|LAB|CAREBRIDGE|CB|20240101120000||ORU^R01|MSG00002|P|2.5\rOBX|1|NM|8867-4||72\r"
 
 
 def feed_in_pieces(decoder: MLLPDecoder, data: bytes, size: int) -> list[bytes]:
     messages: list[bytes] = []
     for start in range(0, len(data), size):
-        messages += decoder.feed(data[start:start + size])
+        messages += decoder.feed(data[start : start + size])
     return messages
 
 

@@ -1,0 +1,173 @@
+"""The outbox relay against a real broker (Tansu) and a real SQLite store."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import ConsumerRecord
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from shared.events import CloudEvent, topics
+from shared.events.producer import ensure_topics, start_producer
+from shared.events.relay import OutboxRelay
+from shared.settings import ServiceSettings
+from shared.store import Store
+from shared.telemetry import kafka_headers_from_context, tracer
+
+
+@pytest.fixture(scope="session")
+def recorded_spans() -> InMemorySpanExporter:
+    """Spans recorded in memory, on the process's SDK provider (installed here if there is none).
+
+    The relay only writes a `traceparent` when a real (SDK) provider records spans.
+    """
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        trace.set_tracer_provider(TracerProvider())
+        provider = trace.get_tracer_provider()
+    assert isinstance(provider, TracerProvider)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return exporter
+
+
+async def read_topic(
+    settings: ServiceSettings, topic: str, count: int, within_s: float = 10.0
+) -> list[ConsumerRecord[Any, Any]]:
+    """The first `count` records of a topic, read without a consumer group (no join to wait for)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, fetch_max_wait_ms=20, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
+        records: list[ConsumerRecord[Any, Any]] = []
+        deadline = time.monotonic() + within_s
+        while len(records) < count and time.monotonic() < deadline:
+            for batch in (await consumer.getmany(timeout_ms=100)).values():
+                records.extend(batch)
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def enqueue(store: Store, settings: ServiceSettings, events: Sequence[tuple[str, CloudEvent]]) -> None:
+    """Write events to the outbox in one transaction, as a service's write would."""
+    async with store.transaction() as tx:
+        for key, event in events:
+            await tx.add_outbox(
+                event_id=event.id,
+                topic=settings.topic(topics.PATIENT),
+                key=key.encode(),
+                value=event.to_json(),
+                headers=kafka_headers_from_context(),
+            )
+
+
+def patient_event(n: int) -> CloudEvent:
+    return CloudEvent(type=topics.resource_event_type("Patient", "updated"), source="test", data={"n": n})
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., ServiceSettings]) -> ServiceSettings:
+    return make_settings(ServiceSettings, service_name="intake")
+
+
+@pytest.fixture
+async def producer(settings: ServiceSettings) -> AsyncIterator[AIOKafkaProducer]:
+    await ensure_topics(settings, [topics.PATIENT])
+    producer = await start_producer(settings)
+    yield producer
+    await producer.stop()
+
+
+async def test_relay_publishes_outbox_rows_in_order_with_trace_headers_and_marks_them(
+    settings: ServiceSettings,
+    producer: AIOKafkaProducer,
+    sqlite_url: str,
+    recorded_spans: InMemorySpanExporter,
+) -> None:
+    store = await Store.open(sqlite_url)
+    relay = OutboxRelay(store, producer, settings)
+    store.outbox_listener = relay.notify
+    await relay.start()
+    try:
+        with tracer().start_as_current_span("admit") as request_span:
+            events = [(f"patient-{n % 2}", patient_event(n)) for n in range(10)]
+            await enqueue(store, settings, events[:5])
+            await enqueue(store, settings, events[5:])
+        await relay.drain(timeout=10)
+        records = await read_topic(settings, settings.topic(topics.PATIENT), 10)
+    finally:
+        await relay.stop()
+        await store.close()
+
+    assert len(records) == 10
+    for key in ("patient-0", "patient-1"):
+        got = [CloudEvent.from_json(r.value).id for r in records if r.key == key.encode()]
+        assert got == [e.id for k, e in events if k == key]
+    request = request_span.get_span_context()
+    for record in records:
+        _version, trace_id, parent_id, _flags = dict(record.headers)["traceparent"].decode().split("-")
+        assert trace_id == format(request.trace_id, "032x")
+        assert parent_id != format(request.span_id, "016x")  # the relay's PRODUCER span is the parent
+
+
+async def test_rows_written_before_the_relay_started_are_published_by_a_relay_on_a_reopened_store(
+    settings: ServiceSettings, producer: AIOKafkaProducer, sqlite_url: str
+) -> None:
+    writer = await Store.open(sqlite_url)
+    events = [("patient-9", patient_event(n)) for n in range(3)]
+    await enqueue(writer, settings, events)
+    await writer.close()  # the process that wrote them is gone
+
+    store = await Store.open(sqlite_url)
+    relay = OutboxRelay(store, producer, settings)
+    await relay.start()
+    try:
+        await relay.drain(timeout=10)
+        assert await store.outbox_pending_count() == 0
+    finally:
+        await relay.stop()
+        await store.close()
+    records = await read_topic(settings, settings.topic(topics.PATIENT), 3)
+    assert [CloudEvent.from_json(r.value).id for r in records] == [e.id for _, e in events]
+
+
+async def test_stopping_an_idle_relay_is_quick(
+    settings: ServiceSettings, producer: AIOKafkaProducer, sqlite_url: str
+) -> None:
+    store = await Store.open(sqlite_url)
+    relay = OutboxRelay(store, producer, settings)
+    await relay.start()
+    await asyncio.sleep(0.1)
+    started = time.monotonic()
+    await relay.stop()
+    await store.close()
+    assert time.monotonic() - started < 1.0
+
+
+async def test_ensure_topics_creates_each_topic_and_its_dead_letter_topic_and_tolerates_existing_ones(
+    settings: ServiceSettings,
+) -> None:
+    await ensure_topics(settings, [topics.ENCOUNTER])
+    await ensure_topics(settings, [topics.ENCOUNTER])  # already there: no error
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        names = set(await admin.list_topics())
+        described = await admin.describe_topics([settings.topic(topics.ENCOUNTER)])
+    finally:
+        await admin.close()
+    assert {settings.topic(topics.ENCOUNTER), settings.topic(topics.ENCOUNTER) + ".dlq"} <= names
+    assert len(described[0]["partitions"]) == settings.kafka_topic_partitions
