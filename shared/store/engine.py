@@ -51,7 +51,9 @@ def build_engine(database_url: str, *, echo: bool = False) -> AsyncEngine:
         event.listen(engine.sync_engine, "begin", _begin_sqlite_transaction)
         return engine
     if url.get_backend_name() == "postgresql":
-        return create_async_engine(url, echo=echo)
+        # pre_ping costs one round trip per checkout; without it, every pooled connection
+        # fails one transaction after a database restart or failover.
+        return create_async_engine(url, echo=echo, pool_pre_ping=True)
     raise ValueError(
         f"unsupported database {url.get_backend_name()!r}: use sqlite+aiosqlite or postgresql+asyncpg"
     )

@@ -23,6 +23,10 @@ from shared.errors import DependencyUnavailable
 from shared.store.engine import READ_OPTION
 
 
+class _ConnectionSuspect(Exception):
+    """A read failed on a held connection; the cause is chained."""
+
+
 class ReadPool:
     def __init__(self, engine: AsyncEngine, size: int) -> None:
         self._engine = engine.execution_options(**{READ_OPTION: True})
@@ -34,7 +38,23 @@ class ReadPool:
         self._closed = False
 
     async def fetch(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
-        """Rows of one SELECT. `sql` uses the driver's placeholders (SQLite ?, PostgreSQL $1)."""
+        """Rows of one SELECT. `sql` uses the driver's placeholders (SQLite ?, PostgreSQL $1).
+
+        A failed read is retried once on a new connection: after a database restart every held
+        connection is dead, and a read is safe to repeat.
+        """
+        try:
+            return await self._fetch_once(sql, params)
+        except _ConnectionSuspect:
+            pass
+        try:
+            return await self._fetch_once(sql, params)
+        except _ConnectionSuspect as failure:
+            cause = failure.__cause__
+            detail = str(cause).splitlines()[0] if str(cause) else repr(cause)
+            raise DependencyUnavailable(f"database read failed: {detail}") from cause
+
+    async def _fetch_once(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
         conn, driver = await self._acquire()
         try:
             if self._dialect == "sqlite":
@@ -46,11 +66,11 @@ class ReadPool:
             await self._release(conn, driver)
             raise
         except Exception as exc:
-            # Whatever went wrong, this connection is suspect: drop it, the next read opens another.
+            # This connection is suspect, and the idle ones probably share its fate (a restart
+            # ends them all): drop them, the next reads open fresh ones.
             await self._discard(conn)
-            raise DependencyUnavailable(
-                f"database read failed: {str(exc).splitlines()[0] if str(exc) else exc!r}"
-            ) from exc
+            await self._drop_idle()
+            raise _ConnectionSuspect from exc
         await self._release(conn, driver)
         return rows
 
@@ -95,10 +115,24 @@ class ReadPool:
         with contextlib.suppress(Exception):
             await conn.close()
 
+    async def _drop_idle(self) -> None:
+        async with self._available:
+            idle, self._idle = self._idle, []
+            self._opened -= len(idle)
+            self._available.notify_all()
+        for conn, _driver in idle:
+            await _dispose(conn)
+
     async def _discard(self, conn: AsyncConnection) -> None:
         async with self._available:
             self._opened -= 1
             self._available.notify()
-        with contextlib.suppress(Exception):
-            await conn.invalidate()
-            await conn.close()
+        await _dispose(conn)
+
+
+async def _dispose(conn: AsyncConnection) -> None:
+    """Close a connection that may already be dead, without returning it to the pool."""
+    with contextlib.suppress(Exception):
+        await conn.invalidate()
+    with contextlib.suppress(Exception):
+        await conn.close()

@@ -42,9 +42,13 @@ class Pair:
     def intake_url(self) -> str:
         return f"http://127.0.0.1:{self.intake_port}"
 
+    @property
+    def intake_database(self) -> str:
+        return self.env.get("INTAKE_DATABASE_URL") or f"sqlite+aiosqlite:///{self.tmp / 'intake.db'}"
+
     def start_intake(self, **settings: str) -> ManagedProcess:
         env = {**self.env, "INTAKE_PORT": str(self.intake_port),
-               "INTAKE_DATABASE_URL": f"sqlite+aiosqlite:///{self.tmp / 'intake.db'}",
+               "INTAKE_DATABASE_URL": self.intake_database,
                "INTAKE_OUTBOX_POLL_INTERVAL_MS": "50", **settings}
         proc = spawn_service("intake", env, self.tmp / "intake.log")
         self.procs.append(proc)
@@ -106,14 +110,18 @@ async def careplan_applied_once(pair: Pair, patient_id: str) -> None:
         await store.close()
 
 
-async def test_kill_between_commit_and_publish_delivers_the_event_after_restart(pair: Pair, broker: Broker) -> None:
+async def test_kill_between_commit_and_publish_delivers_the_event_after_restart(
+    pair: Pair, broker: Broker, database_url: str
+) -> None:
+    # Once with intake on SQLite, once on PostgreSQL: the outbox must hold on both.
+    pair.env["INTAKE_DATABASE_URL"] = database_url
     # The relay is off, so the committed event waits in the outbox when the process is killed.
     intake = pair.start_intake(INTAKE_OUTBOX_RELAY_ENABLED="false")
     patient_id = await create_patient(pair.intake_url)
     intake.kill()
     assert intake.popen.returncode == -signal.SIGKILL
 
-    store = await Store.open(f"sqlite+aiosqlite:///{pair.tmp / 'intake.db'}")
+    store = await Store.open(pair.intake_database)
     try:
         assert await store.outbox_pending_count() == 1
     finally:

@@ -61,7 +61,7 @@ async def test_missing_token_gets_401(stack: Stack) -> None:
 
 
 async def test_token_signed_with_another_secret_gets_401(stack: Stack) -> None:
-    forged = mint_token("not-the-secret", "system/*.cruds")
+    forged = mint_token("not-the-secret-but-just-as-long-as-one-32b", "system/*.cruds")
     async with stack.client() as http:
         response = await http.get("/fhir/Patient/x", headers={"Authorization": f"Bearer {forged}"})
     assert_outcome(response, 401, "login")

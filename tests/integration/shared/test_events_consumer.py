@@ -287,3 +287,60 @@ async def test_committed_offsets_keep_a_new_consumer_in_the_same_group_from_repr
 
 async def _contains(items: Sequence[str], item: str) -> bool:
     return item in items
+
+
+async def test_when_a_group_member_leaves_mid_stream_the_other_applies_every_event_once_in_key_order(
+    broker: devstack.Broker, tmp_path: Path
+) -> None:
+    settings = settings_for_module(broker, tmp_path / "replicas.db")
+    await ensure_topics(settings, [topics.PATIENT])
+    store = await Store.open(settings.database_url)  # two replicas of one service share a database
+    applied_order: list[tuple[bytes, int]] = []
+
+    async def record(event: CloudEvent, tx: Transaction) -> None:
+        applied_order.append((str(event.subject).encode(), int(event.data["n"])))
+
+    first, second = (
+        ConsumerRunner(settings, store, group_id="careplan.replicas", topics=[topics.PATIENT], handler=record)
+        for _ in range(2)
+    )
+    producer = await start_producer(settings)
+    sent: list[tuple[bytes, int]] = []
+    producing = asyncio.Event()
+
+    async def produce() -> None:
+        n = 0
+        while not producing.is_set():
+            key = f"patient-{n % 5}".encode()
+            event = CloudEvent(type="t", source="test", subject=key.decode(), data={"n": n})
+            await producer.send(settings.topic(topics.PATIENT), event.to_json(), key=key)
+            sent.append((key, n))
+            n += 1
+            await asyncio.sleep(0.01)
+
+    try:
+        await first.start()
+        stream = asyncio.create_task(produce())
+        await asyncio.wait_for(first.ready.wait(), 20)
+        await second.start()
+        await asyncio.wait_for(second.ready.wait(), 20)
+        await asyncio.sleep(0.3)
+        await first.stop()  # leaves mid-stream: its partitions move to `second`
+        await asyncio.sleep(0.3)
+        producing.set()
+        await stream
+        await producer.flush()
+        await eventually(lambda: _all_applied(sent, applied_order), 20)
+    finally:
+        await first.stop()
+        await second.stop()
+        await producer.stop()
+        await store.close()
+    assert sorted(applied_order) == sorted(sent)  # each exactly once
+    for key in {k for k, _ in sent}:
+        numbers = [n for k, n in applied_order if k == key]
+        assert numbers == sorted(numbers)
+
+
+async def _all_applied(sent: Sequence[tuple[bytes, int]], applied_order: Sequence[tuple[bytes, int]]) -> bool:
+    return len(applied_order) >= len(sent)
