@@ -86,8 +86,10 @@ def _span_exporter(settings: Any) -> SpanExporter | None:
     if settings.otel_exporter_otlp_endpoint:
         exporter = _otlp_exporter("traces", settings.otel_exporter_otlp_endpoint)
         if exporter is None:
-            log.warning("OTEL_EXPORTER_OTLP_ENDPOINT is set but opentelemetry-exporter-otlp is not "
-                        "installed; spans are not exported")
+            log.warning(
+                "OTEL_EXPORTER_OTLP_ENDPOINT is set but opentelemetry-exporter-otlp is not "
+                "installed; spans are not exported"
+            )
         return exporter
     if settings.otel_console:
         return ConsoleSpanExporter()
@@ -227,8 +229,12 @@ class TracingMiddleware:
         path = scope.get("path", "")
         attributes = {"http.request.method": method, "url.path": path, SERVICE_ATTRIBUTE: self.service_name}
         with tracer().start_as_current_span(
-            f"{method} {path}", context=propagate.extract(carrier), kind=SpanKind.SERVER,
-            attributes=attributes, record_exception=True, set_status_on_exception=True,
+            f"{method} {path}",
+            context=propagate.extract(carrier),
+            kind=SpanKind.SERVER,
+            attributes=attributes,
+            record_exception=True,
+            set_status_on_exception=True,
         ) as span:
 
             async def send_with_status(message: Message) -> None:

@@ -230,11 +230,23 @@ class ConsumerRunner:
                 kind = classify_failure(exc)
                 where = f"{record.topic}[{record.partition}]@{record.offset}"
                 if kind == "poison" or (kind == "unknown" and attempt >= self.settings.consumer_max_attempts):
-                    log.warning("consumer %s: %s failed (%s, %s) after %d attempt(s): dead-lettering",
-                                self.group_id, where, kind, type(exc).__name__, attempt)
+                    log.warning(
+                        "consumer %s: %s failed (%s, %s) after %d attempt(s): dead-lettering",
+                        self.group_id,
+                        where,
+                        kind,
+                        type(exc).__name__,
+                        attempt,
+                    )
                     return await self._dead_letter(record, exc, attempt)
-                log.info("consumer %s: %s failed (%s, %s), attempt %d; retrying",
-                         self.group_id, where, kind, type(exc).__name__, attempt)
+                log.info(
+                    "consumer %s: %s failed (%s, %s), attempt %d; retrying",
+                    self.group_id,
+                    where,
+                    kind,
+                    type(exc).__name__,
+                    attempt,
+                )
                 log.debug("consumer %s: %s failure detail", self.group_id, where, exc_info=exc)
                 if not await self._pause(self._backoff_s(attempt)):
                     return False
@@ -251,8 +263,10 @@ class ConsumerRunner:
             SERVICE_ATTRIBUTE: self.settings.service_name,
         }
         with tracer().start_as_current_span(
-            f"consume {record.topic}", context=context_from_kafka_headers(record.headers),
-            kind=SpanKind.CONSUMER, attributes=attributes,
+            f"consume {record.topic}",
+            context=context_from_kafka_headers(record.headers),
+            kind=SpanKind.CONSUMER,
+            attributes=attributes,
         ) as span:
             event = CloudEvent.from_json(record.value)
             span.set_attribute("messaging.message.id", event.id)
@@ -273,7 +287,8 @@ class ConsumerRunner:
         while True:
             try:
                 with tracer().start_as_current_span(
-                    f"publish {topic}", context=context_from_kafka_headers(record.headers),
+                    f"publish {topic}",
+                    context=context_from_kafka_headers(record.headers),
                     kind=SpanKind.PRODUCER,
                     attributes=self._span_attributes(topic),
                 ):
@@ -281,8 +296,12 @@ class ConsumerRunner:
                     await sent
             except Exception as send_exc:  # the DLQ must get it: keep trying
                 failures += 1
-                log.warning("consumer %s: dead-letter publish to %s failed (%s); retrying",
-                            self.group_id, topic, type(send_exc).__name__)
+                log.warning(
+                    "consumer %s: dead-letter publish to %s failed (%s); retrying",
+                    self.group_id,
+                    topic,
+                    type(send_exc).__name__,
+                )
                 if not await self._pause(self._backoff_s(failures)):
                     return False
                 continue
@@ -295,8 +314,13 @@ class ConsumerRunner:
         except (CommitFailedError, IllegalStateError) as exc:
             # The partition moved to another member; it resumes from the last commit, and the
             # inbox absorbs what this member already applied.
-            log.info("consumer %s: offset %d on %s not committed: %s",
-                     self.group_id, offset, tp, type(exc).__name__)
+            log.info(
+                "consumer %s: offset %d on %s not committed: %s",
+                self.group_id,
+                offset,
+                tp,
+                type(exc).__name__,
+            )
         except KafkaError as exc:
             log.warning("consumer %s: commit of %s failed: %s", self.group_id, tp, exc)
 
@@ -312,8 +336,11 @@ class ConsumerRunner:
         return float(delay_ms) / 1000
 
     def _span_attributes(self, topic: str) -> dict[str, Any]:
-        return {"messaging.system": "kafka", "messaging.destination.name": topic,
-                SERVICE_ATTRIBUTE: self.settings.service_name}
+        return {
+            "messaging.system": "kafka",
+            "messaging.destination.name": topic,
+            SERVICE_ATTRIBUTE: self.settings.service_name,
+        }
 
 
 def dead_letter_headers(

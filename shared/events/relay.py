@@ -106,8 +106,12 @@ class OutboxRelay:
             except Exception as exc:  # broker or database trouble: never drop a row, try again
                 failures += 1
                 delay = min(_BACKOFF_INITIAL_S * 2 ** (failures - 1), _BACKOFF_MAX_S)
-                log.warning("outbox relay: publishing failed (%s: %s); retrying in %.1fs",
-                            type(exc).__name__, exc, delay)
+                log.warning(
+                    "outbox relay: publishing failed (%s: %s); retrying in %.1fs",
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
                 await self._wait(self._stopping, delay)
                 continue
             failures = 0

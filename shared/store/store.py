@@ -22,7 +22,8 @@ from shared.store.readers import ReadPool
 from shared.store.records import OutboxRecord, Projection, StoredResource
 from shared.store.schema import CoreTables, sqlite_text_to_utc
 from shared.store.search import search_query
-from shared.store.transaction import Transaction, WriteStatements
+from shared.store.statements import WriteStatements
+from shared.store.transaction import Transaction
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,6 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import Insert, Table, bindparam, delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.errors import Conflict, Gone, InvalidInput, NotFound, PreconditionFailed
@@ -21,37 +19,13 @@ from shared.store.content import canonical_document, check_id, check_type, new_i
 from shared.store.engine import translated_errors
 from shared.store.indexing import IndexRows, extract_index_rows
 from shared.store.records import StoredResource
-from shared.store.schema import CoreTables
+from shared.store.statements import INDEX_KINDS, WriteStatements
 
 
 class _Current(NamedTuple):
     version_id: int
     last_updated: datetime
     deleted: bool
-
-
-class WriteStatements:
-    """Statements every write uses, built once per store (saves rebuilding and re-keying them)."""
-
-    def __init__(self, tables: CoreTables, dialect: str) -> None:
-        self.tables = tables
-        self.dialect = dialect
-        r = tables.resources
-        self.insert_resource = self.insert_ignore(r)
-        self.insert_history = tables.resource_history.insert()
-        self.current = (
-            select(r.c.version_id, r.c.last_updated, r.c.deleted)
-            .where(r.c.resource_type == bindparam("rt"), r.c.id == bindparam("rid"))
-            .with_for_update()
-        )
-        self.insert_inbox = self.insert_ignore(tables.inbox)
-        self.insert_outbox = tables.outbox.insert()
-
-    def dialect_insert(self, table: Table) -> postgresql.Insert | sqlite.Insert:
-        return postgresql.insert(table) if self.dialect == "postgresql" else sqlite.insert(table)
-
-    def insert_ignore(self, table: Table) -> Insert:
-        return self.dialect_insert(table).on_conflict_do_nothing()
 
 
 class Transaction:
@@ -147,14 +121,9 @@ class Transaction:
     async def read(self, resource_type: str, id: str) -> StoredResource:
         """The current version, locked until commit on PostgreSQL (SQLite's writer holds the
         whole database already), so read-modify-write needs no If-Match of its own."""
-        r = self._t.resources
-        query = (
-            select(r.c.version_id, r.c.last_updated, r.c.deleted, r.c.content)
-            .where(r.c.resource_type == resource_type, r.c.id == id)
-            .with_for_update()
-        )
+        keys = {"key_type": resource_type, "key_id": id}
         with translated_errors(f"read {resource_type}/{id}"):
-            row = (await self.connection.execute(query)).first()
+            row = (await self.connection.execute(self._s.current_with_content, keys)).first()
         if row is None:
             raise NotFound(f"{resource_type}/{id} not found")
         if row.deleted:
@@ -201,7 +170,6 @@ class Transaction:
         Events arrive at least once and a replay can bring old ones back: the version check
         makes the projection converge on the owner's latest state whatever the order.
         """
-        p = self._t.projections
         row = {
             "name": name,
             "key": key,
@@ -210,19 +178,8 @@ class Transaction:
             "change_count": 1,
             "updated_at": datetime.now(UTC),
         }
-        insert = self._s.dialect_insert(p).values(row)
-        upsert = insert.on_conflict_do_update(
-            index_elements=[p.c.name, p.c.key],
-            set_={
-                "version": insert.excluded.version,
-                "data": insert.excluded.data,
-                "updated_at": insert.excluded.updated_at,
-                "change_count": p.c.change_count + 1,
-            },
-            where=p.c.version < insert.excluded.version,
-        )
         with translated_errors(f"projection {name}/{key}"):
-            result = await self.connection.execute(upsert)
+            result = await self.connection.execute(self._s.upsert_projection, row)
         return result.rowcount == 1
 
     # --- helpers --------------------------------------------------------------------------------
@@ -235,21 +192,21 @@ class Transaction:
 
     async def _current(self, resource_type: str, resource_id: str) -> _Current | None:
         row = (
-            await self.connection.execute(self._s.current, {"rt": resource_type, "rid": resource_id})
+            await self.connection.execute(self._s.current, {"key_type": resource_type, "key_id": resource_id})
         ).first()
         return None if row is None else _Current(row.version_id, row.last_updated, row.deleted)
 
     async def _write_next_version(self, stored: StoredResource) -> None:
-        r = self._t.resources
         await self.connection.execute(
-            update(r)
-            .where(r.c.resource_type == stored.resource_type, r.c.id == stored.id)
-            .values(
-                version_id=stored.version_id,
-                last_updated=stored.last_updated,
-                deleted=stored.deleted,
-                content=stored.content,
-            )
+            self._s.update_resource,
+            {
+                "key_type": stored.resource_type,
+                "key_id": stored.id,
+                "version_id": stored.version_id,
+                "last_updated": stored.last_updated,
+                "deleted": stored.deleted,
+                "content": stored.content,
+            },
         )
         await self.connection.execute(self._s.insert_history, _row(stored))
 
@@ -258,34 +215,28 @@ class Transaction:
         if not params:
             return
         rows = extract_index_rows(doc, params)
-        for table, values in self._index_values(rows, resource_type, resource_id):
-            if values:
-                await self.connection.execute(table.insert(), values)
-
-    def _index_values(
-        self, rows: IndexRows, resource_type: str, resource_id: str
-    ) -> list[tuple[Table, list[dict[str, Any]]]]:
-        base = {"resource_type": resource_type, "resource_id": resource_id}
-        t = self._t
-        return [
-            (t.idx_token, [{**base, "param": p, "system": s, "code": c} for p, s, c in rows.token]),
-            (t.idx_string, [{**base, "param": p, "value": v} for p, v in rows.string]),
-            (t.idx_date, [{**base, "param": p, "low": lo, "high": hi} for p, lo, hi in rows.date]),
-            (
-                t.idx_reference,
-                [{**base, "param": p, "target_type": tt, "target_id": ti} for p, tt, ti in rows.reference],
-            ),
-        ]
+        for kind, values in _index_values(rows, resource_type, resource_id).items():
+            if values:  # one executemany per table
+                await self.connection.execute(self._s.insert_index[kind], values)
 
     async def _delete_index_rows(self, resource_type: str, resource_id: str) -> None:
         kinds = {param.type for param in self._params_for(resource_type)}
-        for kind, table in zip(("token", "string", "date", "reference"), self._t.index_tables, strict=True):
+        keys = {"key_type": resource_type, "key_id": resource_id}
+        for kind in INDEX_KINDS:
             if kind in kinds:  # tables this type never writes to have nothing to delete
-                await self.connection.execute(
-                    delete(table).where(
-                        table.c.resource_type == resource_type, table.c.resource_id == resource_id
-                    )
-                )
+                await self.connection.execute(self._s.delete_index[kind], keys)
+
+
+def _index_values(rows: IndexRows, resource_type: str, resource_id: str) -> dict[str, list[dict[str, Any]]]:
+    base = {"resource_type": resource_type, "resource_id": resource_id}
+    return {
+        "token": [{**base, "param": p, "system": s, "code": c} for p, s, c in rows.token],
+        "string": [{**base, "param": p, "value": v} for p, v in rows.string],
+        "date": [{**base, "param": p, "low": lo, "high": hi} for p, lo, hi in rows.date],
+        "reference": [
+            {**base, "param": p, "target_type": tt, "target_id": ti} for p, tt, ti in rows.reference
+        ],
+    }
 
 
 def _check_version(label: str, current: _Current | None, if_match: int | None) -> None:

@@ -99,9 +99,10 @@ async def dead_letter_of(
     while time.monotonic() < deadline:
         for record in await read_topic(settings, dlq_of(settings.topic(topic)), 10_000, within_s=0.3):
             headers = dict(record.headers)
-            if headers["x-dlq-original-offset"] == str(offset).encode() and headers[
-                "x-dlq-original-partition"
-            ] == str(partition).encode():
+            if (
+                headers["x-dlq-original-offset"] == str(offset).encode()
+                and headers["x-dlq-original-partition"] == str(partition).encode()
+            ):
                 return record
     raise AssertionError(f"no dead letter for {topic}[{partition}]@{offset}")
 
@@ -125,7 +126,9 @@ def settings_for_module(broker: devstack.Broker, database: Path, **overrides: An
 
 
 @pytest.fixture(scope="module")
-async def pipeline(broker: devstack.Broker, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Pipeline]:
+async def pipeline(
+    broker: devstack.Broker, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Pipeline]:
     settings = settings_for_module(broker, tmp_path_factory.mktemp("consumer") / "careplan.db")
     await ensure_topics(settings, [topics.PATIENT, topics.ENCOUNTER])
     store = await Store.open(settings.database_url)
@@ -139,7 +142,11 @@ async def pipeline(broker: devstack.Broker, tmp_path_factory: pytest.TempPathFac
         await holder["pipeline"].handle(event, tx)
 
     runner = ConsumerRunner(
-        settings, store, group_id="careplan.events", topics=[topics.PATIENT, topics.ENCOUNTER], handler=handler
+        settings,
+        store,
+        group_id="careplan.events",
+        topics=[topics.PATIENT, topics.ENCOUNTER],
+        handler=handler,
     )
     holder["pipeline"] = Pipeline(settings, store, producer, relay, runner)
     await runner.start()
@@ -162,7 +169,9 @@ async def test_the_same_event_published_twice_has_one_effect(pipeline: Pipeline)
     assert await pipeline.store.inbox_contains("careplan.events", event.id)
 
 
-async def test_a_record_that_is_not_json_goes_to_the_dead_letter_topic_with_the_error(pipeline: Pipeline) -> None:
+async def test_a_record_that_is_not_json_goes_to_the_dead_letter_topic_with_the_error(
+    pipeline: Pipeline,
+) -> None:
     sent = await pipeline.publish(topics.PATIENT, b"MSH|^~\\&|not a cloud event", key=b"patient-2")
     dead = await dead_letter_of(pipeline.settings, topics.PATIENT, sent.offset, sent.partition)
     headers = dict(dead.headers)
@@ -173,7 +182,9 @@ async def test_a_record_that_is_not_json_goes_to_the_dead_letter_topic_with_the_
     assert (dead.key, dead.value) == (b"patient-2", b"MSH|^~\\&|not a cloud event")
 
 
-async def test_a_handler_raising_a_non_retriable_carebridge_error_dead_letters_at_once(pipeline: Pipeline) -> None:
+async def test_a_handler_raising_a_non_retriable_carebridge_error_dead_letters_at_once(
+    pipeline: Pipeline,
+) -> None:
     event = an_event()
     pipeline.failures[event.id] = [BusinessRuleViolation("Encounter has no patient")]
     sent = await pipeline.publish(topics.PATIENT, event.to_json())
@@ -183,7 +194,9 @@ async def test_a_handler_raising_a_non_retriable_carebridge_error_dead_letters_a
     assert await pipeline.effects(event.id) == 0
 
 
-async def test_an_unexpected_error_is_retried_max_attempts_times_then_dead_lettered(pipeline: Pipeline) -> None:
+async def test_an_unexpected_error_is_retried_max_attempts_times_then_dead_lettered(
+    pipeline: Pipeline,
+) -> None:
     event = an_event()
     pipeline.failures[event.id] = [ValueError("bug")] * 10
     sent = await pipeline.publish(topics.PATIENT, event.to_json())
@@ -202,9 +215,15 @@ async def test_a_transient_failure_is_retried_until_it_succeeds_and_nothing_is_d
     sent = await pipeline.publish(topics.PATIENT, event.to_json(), key=b"patient-3")
     await applied(pipeline, event.id)
     assert pipeline.calls[event.id] == MAX_ATTEMPTS + 4
-    dlq = await read_topic(pipeline.settings, dlq_of(pipeline.settings.topic(topics.PATIENT)), 10_000, within_s=0.5)
-    assert not [r for r in dlq if dict(r.headers)["x-dlq-original-offset"] == str(sent.offset).encode()
-                and r.partition == sent.partition]
+    dlq = await read_topic(
+        pipeline.settings, dlq_of(pipeline.settings.topic(topics.PATIENT)), 10_000, within_s=0.5
+    )
+    assert not [
+        r
+        for r in dlq
+        if dict(r.headers)["x-dlq-original-offset"] == str(sent.offset).encode()
+        and r.partition == sent.partition
+    ]
 
 
 async def test_replaying_the_dlq_after_a_fix_applies_the_record_once_even_when_replayed_twice(
@@ -216,11 +235,15 @@ async def test_replaying_the_dlq_after_a_fix_applies_the_record_once_even_when_r
     await dead_letter_of(pipeline.settings, topics.ENCOUNTER, sent.offset, sent.partition)
     assert pipeline.failures[event.id] == []  # the fix: the handler now succeeds
 
-    replayed = await replay_dlq(pipeline.settings, topics.ENCOUNTER, group_id=unique("replay"), idle_timeout_s=1.0)
+    replayed = await replay_dlq(
+        pipeline.settings, topics.ENCOUNTER, group_id=unique("replay"), idle_timeout_s=0.5
+    )
     assert replayed == 1
     await applied(pipeline, event.id)
 
-    again = await replay_dlq(pipeline.settings, topics.ENCOUNTER, group_id=unique("replay"), idle_timeout_s=1.0)
+    again = await replay_dlq(
+        pipeline.settings, topics.ENCOUNTER, group_id=unique("replay"), idle_timeout_s=0.5
+    )
     assert again == 1  # a fresh replay group reads the dead letter again
     marker = an_event()
     await pipeline.publish(topics.ENCOUNTER, marker.to_json(), key=b"patient-4")
@@ -236,8 +259,11 @@ async def test_one_trace_runs_from_the_writing_request_through_the_relay_to_the_
     with tracer().start_as_current_span("POST /fhir/Encounter") as request_span:
         async with pipeline.store.transaction() as tx:
             await tx.add_outbox(
-                event_id=event.id, topic=pipeline.settings.topic(topics.ENCOUNTER), key=b"patient-5",
-                value=event.to_json(), headers=kafka_headers_from_context(),
+                event_id=event.id,
+                topic=pipeline.settings.topic(topics.ENCOUNTER),
+                key=b"patient-5",
+                value=event.to_json(),
+                headers=kafka_headers_from_context(),
             )
     await applied(pipeline, event.id)
     trace_id = request_span.get_span_context().trace_id
@@ -265,7 +291,9 @@ async def test_committed_offsets_keep_a_new_consumer_in_the_same_group_from_repr
 
     async def consume_with(database: Path, events: Sequence[CloudEvent]) -> None:
         store = await Store.open(f"sqlite+aiosqlite:///{database}")
-        runner = ConsumerRunner(settings, store, group_id="careplan.offsets", topics=[topics.PATIENT], handler=record)
+        runner = ConsumerRunner(
+            settings, store, group_id="careplan.offsets", topics=[topics.PATIENT], handler=record
+        )
         await runner.start()
         try:
             producer = await start_producer(settings)

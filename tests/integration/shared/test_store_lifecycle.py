@@ -14,11 +14,12 @@ from shared.store import Migration, Store, create_tables
 
 _archive_metadata = sa.MetaData()
 ARCHIVE = sa.Table(
-    "test_archive", _archive_metadata,
+    "test_archive",
+    _archive_metadata,
     sa.Column("id", sa.String(36), primary_key=True),
     sa.Column("body", sa.LargeBinary, nullable=False),
     sa.Index("ix_test_archive_body", "body"),
-)  # fmt: skip
+)
 
 
 def archive_migrations(calls: list[str]) -> list[Migration]:
@@ -48,18 +49,23 @@ async def test_opening_the_same_sqlite_file_twice_applies_migrations_only_once(s
     assert second.applied_migrations == []
 
 
-async def test_extra_migrations_of_another_component_are_applied_once_in_version_order(database_url: str) -> None:
+async def test_extra_migrations_of_another_component_are_applied_once_in_version_order(
+    database_url: str,
+) -> None:
     calls: list[str] = []
     store = await Store.open(database_url, extra_migrations=archive_migrations(calls))
     async with store.transaction() as tx:
-        await tx.connection.execute(sa.text("INSERT INTO test_archive (id, body, note) VALUES ('a', :b, 'n')"),
-                                    {"b": b"x"})  # fmt: skip
+        await tx.connection.execute(
+            sa.text("INSERT INTO test_archive (id, body, note) VALUES ('a', :b, 'n')"), {"b": b"x"}
+        )
     await store.close()
     again = await Store.open(database_url, extra_migrations=archive_migrations(calls))
     async with again.engine.connect() as conn:
-        recorded = (await conn.execute(sa.text(
-            "SELECT component, version FROM schema_migrations ORDER BY component, version"
-        ))).all()  # fmt: skip
+        recorded = (
+            await conn.execute(
+                sa.text("SELECT component, version FROM schema_migrations ORDER BY component, version")
+            )
+        ).all()
         rows = (await conn.execute(sa.text("SELECT id, note FROM test_archive"))).all()
     await again.close()
 
@@ -79,7 +85,7 @@ async def test_a_failing_migration_leaves_nothing_behind(sqlite_url: str) -> Non
         await Store.open(sqlite_url, extra_migrations=[Migration("test.archive", 1, broken, "broken")])
     store = await Store.open(sqlite_url)
     async with store.engine.connect() as conn:
-        tables = set((await conn.run_sync(lambda c: sa.inspect(c).get_table_names())))
+        tables = set(await conn.run_sync(lambda c: sa.inspect(c).get_table_names()))
     await store.close()
 
     assert store.applied_migrations == [("store", 1)]
@@ -103,8 +109,9 @@ async def test_clashing_extra_migrations_are_rejected_before_touching_the_databa
 
 async def test_two_processes_starting_together_on_postgresql_migrate_once(postgres_url: str) -> None:
     calls: list[str] = []
-    stores = await asyncio.gather(*(Store.open(postgres_url, extra_migrations=archive_migrations(calls))
-                                    for _ in range(3)))  # fmt: skip
+    stores = await asyncio.gather(
+        *(Store.open(postgres_url, extra_migrations=archive_migrations(calls)) for _ in range(3))
+    )
     for store in stores:
         await store.close()
 
@@ -129,7 +136,9 @@ async def test_twenty_concurrent_transactions_on_one_database_all_commit(databas
     assert count == 20 and len(found) == 20
 
 
-async def test_two_stores_on_the_same_sqlite_file_wait_for_each_other_instead_of_failing(sqlite_url: str) -> None:
+async def test_two_stores_on_the_same_sqlite_file_wait_for_each_other_instead_of_failing(
+    sqlite_url: str,
+) -> None:
     # Two Store objects stand in for two processes: only SQLite's busy_timeout orders them.
     first, second = await Store.open(sqlite_url), await Store.open(sqlite_url)
 
@@ -146,7 +155,9 @@ async def test_two_stores_on_the_same_sqlite_file_wait_for_each_other_instead_of
     assert all(len(h) == 1 for h in history)
 
 
-async def test_concurrent_updates_of_a_new_id_create_it_once_and_serialize_versions(database_url: str) -> None:
+async def test_concurrent_updates_of_a_new_id_create_it_once_and_serialize_versions(
+    database_url: str,
+) -> None:
     store = await Store.open(database_url)
 
     async def upsert(n: int) -> bool:
@@ -198,7 +209,9 @@ async def test_an_unreachable_postgresql_raises_dependency_unavailable() -> None
         await Store.open("postgresql+asyncpg://postgres@127.0.0.1:1/nowhere")
 
 
-async def test_reads_writes_and_ping_recover_after_the_server_drops_every_connection(postgres_url: str) -> None:
+async def test_reads_writes_and_ping_recover_after_the_server_drops_every_connection(
+    postgres_url: str,
+) -> None:
     store = await Store.open(postgres_url)
     async with store.transaction() as tx:
         await tx.create({"resourceType": "Patient"}, id="survivor")
@@ -206,9 +219,13 @@ async def test_reads_writes_and_ping_recover_after_the_server_drops_every_connec
     async with store.engine.connect() as conn:
         name = (await conn.execute(sa.text("SELECT current_database()"))).scalar_one()
         # What a restart or failover does: every other session on this database ends.
-        await conn.execute(sa.text(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n AND pid <> pg_backend_pid()"
-        ), {"n": name})  # fmt: skip
+        await conn.execute(
+            sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = :n AND pid <> pg_backend_pid()"
+            ),
+            {"n": name},
+        )
     try:
         assert (await store.read("Patient", "survivor")).version_id == 1
         await store.ping()

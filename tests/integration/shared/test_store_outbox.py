@@ -18,8 +18,13 @@ async def store(database_url: str) -> AsyncIterator[Store]:
 
 
 async def add_event(tx: Transaction, n: int, **overrides: object) -> None:
-    values: dict[str, object] = {"event_id": f"e{n}", "topic": "carebridge.patient.v1", "key": b"p1",
-                                 "value": b'{"n":%d}' % n, "headers": ()}  # fmt: skip
+    values: dict[str, object] = {
+        "event_id": f"e{n}",
+        "topic": "carebridge.patient.v1",
+        "key": b"p1",
+        "value": b'{"n":%d}' % n,
+        "headers": (),
+    }
     values.update(overrides)
     await tx.add_outbox(**values)  # type: ignore[arg-type]
 
@@ -48,7 +53,10 @@ async def test_outbox_events_are_pending_in_order_until_marked_published(store: 
 
 
 async def test_outbox_headers_round_trip_any_bytes(store: Store) -> None:
-    headers = [("traceparent", b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"), ("raw", bytes(range(256)))]
+    headers = [
+        ("traceparent", b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        ("raw", bytes(range(256))),
+    ]
     async with store.transaction() as tx:
         await add_event(tx, 1, headers=headers)
 

@@ -44,7 +44,9 @@ async def test_read_returns_exactly_the_stored_bytes(store: Store) -> None:
     assert await store.read("Patient", "p-1") == created
 
 
-async def test_create_keeps_the_callers_key_order_and_other_meta_and_leaves_the_dict_alone(store: Store) -> None:
+async def test_create_keeps_the_callers_key_order_and_other_meta_and_leaves_the_dict_alone(
+    store: Store,
+) -> None:
     resource = {
         "gender": "female",
         "resourceType": "Patient",
@@ -139,7 +141,9 @@ async def test_update_increments_the_version_and_keeps_every_version_readable(st
         await store.vread("Patient", "u1", 3)
 
 
-async def test_versions_written_in_the_same_millisecond_still_get_increasing_last_updated(store: Store) -> None:
+async def test_versions_written_in_the_same_millisecond_still_get_increasing_last_updated(
+    store: Store,
+) -> None:
     async with store.transaction() as tx:
         versions = [await tx.create(patient(), id="fast")]
         for _ in range(5):
@@ -159,7 +163,9 @@ async def test_update_with_a_matching_if_match_succeeds(store: Store) -> None:
     assert stored.version_id == 2
 
 
-async def test_update_with_a_stale_if_match_raises_precondition_failed_and_changes_nothing(store: Store) -> None:
+async def test_update_with_a_stale_if_match_raises_precondition_failed_and_changes_nothing(
+    store: Store,
+) -> None:
     async with store.transaction() as tx:
         await tx.create(patient(), id="m2")
         await tx.update(patient("Second", id="m2"))

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from shared.errors import InvalidInput
 from shared.fhir.search_params import SEARCH_PARAMETERS, SearchParam
-from shared.store import Store
+from shared.store import Store, StoredResource
 
 OBSERVATION_PARAMS = (
     SearchParam("subject", "reference", ("subject",), targets=("Patient",)),
@@ -21,7 +21,9 @@ OBSERVATION_PARAMS = (
 
 @pytest.fixture
 async def store(database_url: str) -> AsyncIterator[Store]:
-    store = await Store.open(database_url, search_params={**SEARCH_PARAMETERS, "Observation": OBSERVATION_PARAMS})
+    store = await Store.open(
+        database_url, search_params={**SEARCH_PARAMETERS, "Observation": OBSERVATION_PARAMS}
+    )
     yield store
     await store.close()
 
@@ -41,12 +43,20 @@ async def people(store: Store) -> Store:
     async with store.transaction() as tx:
         await tx.create(patient("jose", "García", "José", "M1", gender="male", active=True))
         await tx.create(patient("josefina", "Lopez", "Josefina", "M2", gender="female", active=False))
-        await tx.create(patient("ana", "Garcia", "Ana", "M3", gender="female",
-                                telecom=[{"system": "phone", "value": "555"}, {"system": "email", "value": "a@x"}]))  # fmt: skip
+        await tx.create(
+            patient(
+                "ana",
+                "Garcia",
+                "Ana",
+                "M3",
+                gender="female",
+                telecom=[{"system": "phone", "value": "555"}, {"system": "email", "value": "a@x"}],
+            )
+        )
     return store
 
 
-def ids(found: list) -> list[str]:  # type: ignore[type-arg]
+def ids(found: list[StoredResource]) -> list[str]:
     return [r.id for r in found]
 
 
@@ -140,14 +150,19 @@ async def test_reference_and_date_rows_are_written_and_removed_with_the_resource
 
     t = store.tables
     async with store.engine.connect() as conn:
-        refs = (await conn.execute(select(t.idx_reference.c.param, t.idx_reference.c.target_type,
-                                          t.idx_reference.c.target_id))).all()  # fmt: skip
+        refs = (
+            await conn.execute(
+                select(t.idx_reference.c.param, t.idx_reference.c.target_type, t.idx_reference.c.target_id)
+            )
+        ).all()
         dates = (await conn.execute(select(t.idx_date.c.low, t.idx_date.c.high))).all()
     assert [tuple(r) for r in refs] == [("subject", "Patient", "p1")]
     assert [tuple(d) for d in dates] == [
         (datetime(2024, 5, 1, 8, 30, tzinfo=UTC), datetime(2024, 5, 1, 8, 30, 1, tzinfo=UTC))
     ]
-    assert ids(await store.search("Observation", token={"code": ("http://loinc.org", "44249-1")})) == [stored.id]
+    assert ids(await store.search("Observation", token={"code": ("http://loinc.org", "44249-1")})) == [
+        stored.id
+    ]
 
     async with store.transaction() as tx:
         await tx.delete("Observation", stored.id)
@@ -159,13 +174,23 @@ async def test_reference_and_date_rows_are_written_and_removed_with_the_resource
 async def test_date_index_orders_correctly_across_offsets_and_centuries(store: Store) -> None:
     async with store.transaction() as tx:
         for n, when in enumerate(["1899-12-31", "2024-05-01T00:30:00+02:00", "2024-04-30T23:00:00Z", "1980"]):
-            await tx.create({"resourceType": "Observation", "status": "final", "effectiveDateTime": when}, id=f"o{n}")
+            await tx.create(
+                {"resourceType": "Observation", "status": "final", "effectiveDateTime": when}, id=f"o{n}"
+            )
 
     d = store.tables.idx_date
     async with store.engine.connect() as conn:
         order = (await conn.execute(select(d.c.resource_id).order_by(d.c.low))).scalars().all()
-        after = (await conn.execute(
-            select(d.c.resource_id).where(d.c.low >= datetime(2024, 4, 30, 22, 15, tzinfo=UTC)).order_by(d.c.low)
-        )).scalars().all()  # fmt: skip
+        after = (
+            (
+                await conn.execute(
+                    select(d.c.resource_id)
+                    .where(d.c.low >= datetime(2024, 4, 30, 22, 15, tzinfo=UTC))
+                    .order_by(d.c.low)
+                )
+            )
+            .scalars()
+            .all()
+        )
     assert order == ["o0", "o3", "o1", "o2"]
     assert after == ["o1", "o2"]

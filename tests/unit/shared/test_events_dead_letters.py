@@ -11,8 +11,16 @@ from shared.events.dlq import original_topic, replay_headers
 
 def _record(topic: str, headers: list[tuple[str, bytes]]) -> ConsumerRecord[bytes, bytes]:
     return ConsumerRecord(
-        topic=topic, partition=2, offset=41, timestamp=0, timestamp_type=0, key=b"patient-1",
-        value=b'{"secret": "body"}', checksum=None, serialized_key_size=9, serialized_value_size=18,
+        topic=topic,
+        partition=2,
+        offset=41,
+        timestamp=0,
+        timestamp_type=0,
+        key=b"patient-1",
+        value=b'{"secret": "body"}',
+        checksum=None,
+        serialized_key_size=9,
+        serialized_value_size=18,
         headers=tuple(headers),
     )
 
@@ -43,11 +51,14 @@ def test_dead_letter_error_is_truncated_and_earlier_dlq_headers_are_replaced() -
 
 
 def test_replay_goes_to_the_original_topic_without_dlq_headers_and_marked_as_replayed() -> None:
-    record = _record("p.carebridge.patient.v1.dlq", [
-        ("traceparent", b"tp"),
-        ("x-dlq-original-topic", b"p.carebridge.patient.v1"),
-        ("x-dlq-error", b"boom"),
-    ])
+    record = _record(
+        "p.carebridge.patient.v1.dlq",
+        [
+            ("traceparent", b"tp"),
+            ("x-dlq-original-topic", b"p.carebridge.patient.v1"),
+            ("x-dlq-error", b"boom"),
+        ],
+    )
     assert original_topic(record) == "p.carebridge.patient.v1"
     assert replay_headers(record) == [("traceparent", b"tp"), ("x-replayed-from-dlq", b"1")]
 

@@ -100,7 +100,9 @@ def test_http_headers_round_trip_the_trace_context(spans: InMemorySpanExporter) 
 
 def test_setup_telemetry_leaves_an_installed_sdk_provider_alone(module_spans: InMemorySpanExporter) -> None:
     installed = trace.get_tracer_provider()
-    telemetry = setup_telemetry(ServiceSettings(service_name="intake", otel_exporter_otlp_endpoint="http://x:4318"))
+    telemetry = setup_telemetry(
+        ServiceSettings(service_name="intake", otel_exporter_otlp_endpoint="http://x:4318")
+    )
     assert trace.get_tracer_provider() is installed
     assert telemetry.installed is False
     telemetry.shutdown()  # not ours: a no-op
