@@ -105,10 +105,18 @@ def mint_token(
 class TokenVerifier:
     """Verifies bearer tokens: HS256 with the shared secret, RS256 with keys from a JWKS."""
 
-    def __init__(self, *, hs256_secret: str | None, jwks_url: str | None = None, audience: str | None = None):
+    def __init__(
+        self,
+        *,
+        hs256_secret: str | None,
+        jwks_url: str | None = None,
+        audience: str | None = None,
+        issuer: str | None = None,
+    ):
         self._secret = hs256_secret or None
         self._jwks = jwt.PyJWKClient(jwks_url, cache_keys=True) if jwks_url else None
         self._audience = audience
+        self._issuer = issuer
 
     def verify(self, authorization: str | None) -> Principal:
         if not authorization or not authorization.lower().startswith("bearer "):
@@ -118,11 +126,12 @@ class TokenVerifier:
             header = jwt.get_unverified_header(token)
             alg = header.get("alg")
             options: dict[str, Any] = {"require": ["exp", "sub"], "verify_aud": self._audience is not None}
+            checks: dict[str, Any] = {"audience": self._audience, "issuer": self._issuer, "options": options}
             if alg == "HS256" and self._secret:
-                claims = jwt.decode(token, self._secret, algorithms=["HS256"], audience=self._audience, options=options)
+                claims = jwt.decode(token, self._secret, algorithms=["HS256"], **checks)
             elif alg == "RS256" and self._jwks:
                 key = self._jwks.get_signing_key_from_jwt(token).key
-                claims = jwt.decode(token, key, algorithms=["RS256"], audience=self._audience, options=options)
+                claims = jwt.decode(token, key, algorithms=["RS256"], **checks)
             else:
                 raise Unauthorized(f"Token algorithm {alg!r} is not accepted")
         except jwt.PyJWTError as exc:

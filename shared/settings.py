@@ -97,6 +97,11 @@ class ReferralSettings(ServiceSettings):
     database_url: str = "sqlite+aiosqlite:///.data/referral.db"
 
 
+#: The development HS256 secret. It is public (it is in this file), so the gateway refuses to
+#: use it on anything but a loopback address.
+DEVELOPMENT_JWT_SECRET = "carebridge-development-secret-change-me"
+
+
 class GatewaySettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore", populate_by_name=True)
     service_name: str = "gateway"
@@ -116,13 +121,22 @@ class GatewaySettings(ServiceSettings):
 
     #: HS256 secret for development tokens (`carebridge token`). Empty disables HS256.
     jwt_hs256_secret: str = Field(
-        default="carebridge-development-secret-change-me",
+        default=DEVELOPMENT_JWT_SECRET,
         validation_alias=AliasChoices("jwt_hs256_secret", "GATEWAY_JWT_HS256_SECRET", "CAREBRIDGE_DEV_JWT_SECRET"),
     )
     #: JWKS document URL for RS256 tokens in production.
     jwt_jwks_url: str | None = None
+    #: Expected `iss` claim; empty accepts any issuer (e.g. several IdPs behind one JWKS).
     jwt_issuer: str = "carebridge-dev"
     jwt_audience: str | None = None
+
+    def check_safe_to_serve(self) -> None:
+        """Refuse the public development secret anywhere but on loopback."""
+        if self.jwt_hs256_secret == DEVELOPMENT_JWT_SECRET and self.host not in ("127.0.0.1", "localhost", "::1"):
+            raise ValueError(
+                "GATEWAY_JWT_HS256_SECRET is the public development secret but GATEWAY_HOST is "
+                f"{self.host}: set a secret of your own, or leave it empty and use GATEWAY_JWT_JWKS_URL"
+            )
 
     def service_urls(self) -> dict[str, str]:
         return {"intake": self.intake_url, "careplan": self.careplan_url, "referral": self.referral_url}

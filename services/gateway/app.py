@@ -20,6 +20,7 @@ from shared.telemetry import TracingMiddleware
 
 
 def create_app(settings: Settings) -> FastAPI:
+    settings.check_safe_to_serve()
     runtime = ServiceRuntime(settings, produces=(topics.AUDIT,), extra_migrations=archive.MIGRATIONS)
     state = GatewayState()
     state.runtime = runtime
@@ -29,7 +30,10 @@ def create_app(settings: Settings) -> FastAPI:
         await runtime.start()
         state.clients = ServiceClients(settings.service_urls())
         state.verifier = TokenVerifier(
-            hs256_secret=settings.jwt_hs256_secret, jwks_url=settings.jwt_jwks_url, audience=settings.jwt_audience
+            hs256_secret=settings.jwt_hs256_secret,
+            jwks_url=settings.jwt_jwks_url,
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer or None,
         )
         state.archive = archive.MessageArchive(runtime.store, runtime.redis, settings)
         mllp = MLLPServer(state.archive, settings.mllp_host, settings.mllp_port, settings.max_hl7_bytes)

@@ -129,13 +129,11 @@ class ConsumerRunner:
             self._interrupted.set()
             if not self.ready.is_set():
                 task.cancel()  # still joining: nothing in hand
-            try:
-                await asyncio.wait_for(asyncio.shield(task), STOP_GRACE_S)
-            except TimeoutError:
+            done, _ = await asyncio.wait({task}, timeout=STOP_GRACE_S)
+            if not done:
                 log.warning("consumer %s did not stop within %.0fs; cancelling", self.group_id, STOP_GRACE_S)
                 task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+                await asyncio.wait({task})
         for client in (self._consumer, self._producer):
             if client is not None:
                 await client.stop()

@@ -77,13 +77,13 @@ class OutboxRelay:
             return
         self._stopping.set()
         self._wake.set()
-        try:
-            await asyncio.wait_for(asyncio.shield(task), STOP_GRACE_S)
-        except TimeoutError:
+        done, _ = await asyncio.wait({task}, timeout=STOP_GRACE_S)
+        if not done:
             log.warning("outbox relay did not stop within %.0fs; cancelling its batch", STOP_GRACE_S)
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await asyncio.wait({task})
+        if not task.cancelled() and task.exception() is not None:
+            log.error("outbox relay failed", exc_info=task.exception())
 
     async def drain(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109 - callers pass a plain number
         """Wait until every outbox row is published and marked (tests, graceful shutdown)."""

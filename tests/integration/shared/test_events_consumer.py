@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord, RecordMetadata
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
@@ -372,3 +372,67 @@ async def test_when_a_group_member_leaves_mid_stream_the_other_applies_every_eve
 
 async def _all_applied(sent: Sequence[tuple[bytes, int]], applied_order: Sequence[tuple[bytes, int]]) -> bool:
     return len(applied_order) >= len(sent)
+
+
+async def test_stopping_a_consumer_that_is_still_joining_its_group_returns_at_once(
+    broker: devstack.Broker, tmp_path: Path
+) -> None:
+    settings = settings_for_module(broker, tmp_path / "joining.db")
+    store = await Store.open(settings.database_url)
+    runner = ConsumerRunner(
+        settings, store, group_id="careplan.joining", topics=[topics.PATIENT], handler=_never
+    )
+    await runner.start()
+    started = time.monotonic()
+    await runner.stop()
+    await store.close()
+    assert time.monotonic() - started < 1.0
+
+
+async def test_stopping_a_consumer_in_the_middle_of_transient_retries_is_prompt_and_commits_nothing(
+    broker: devstack.Broker, tmp_path: Path
+) -> None:
+    settings = settings_for_module(broker, tmp_path / "outage.db", consumer_backoff_max_ms=5000)
+    await ensure_topics(settings, [topics.PATIENT])
+    store = await Store.open(settings.database_url)
+    attempts: list[str] = []
+
+    async def database_down(event: CloudEvent, tx: Transaction) -> None:
+        attempts.append(event.id)
+        raise DependencyUnavailable("database unreachable")
+
+    group = "careplan.outage"
+    runner = ConsumerRunner(settings, store, group_id=group, topics=[topics.PATIENT], handler=database_down)
+    await runner.start()
+    producer = await start_producer(settings)
+    try:
+        sent = await (await producer.send(settings.topic(topics.PATIENT), an_event().to_json(), key=b"k"))
+        await eventually(lambda: _at_least(attempts, 5), 20)
+        started = time.monotonic()
+        await runner.stop()
+        assert time.monotonic() - started < 1.0
+    finally:
+        await runner.stop()
+        await producer.stop()
+        await store.close()
+    tp = TopicPartition(settings.topic(topics.PATIENT), sent.partition)
+    assert await committed_offset(settings, settings.topic(group), tp) is None  # it will come again
+
+
+async def committed_offset(settings: ServiceSettings, group_id: str, tp: TopicPartition) -> int | None:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, group_id=group_id, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        return await consumer.committed(tp)
+    finally:
+        await consumer.stop()
+
+
+async def _never(event: CloudEvent, tx: Transaction) -> None:
+    raise AssertionError("no event expected")
+
+
+async def _at_least(items: Sequence[str], count: int) -> bool:
+    return len(items) >= count

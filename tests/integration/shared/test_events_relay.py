@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -171,3 +174,48 @@ async def test_ensure_topics_creates_each_topic_and_its_dead_letter_topic_and_to
         await admin.close()
     assert {settings.topic(topics.ENCOUNTER), settings.topic(topics.ENCOUNTER) + ".dlq"} <= names
     assert len(described[0]["partitions"]) == settings.kafka_topic_partitions
+
+
+_CRASHING_RELAY = """
+import asyncio, json, sys
+from shared.events.producer import start_producer
+from shared.events.relay import OutboxRelay
+from shared.settings import ServiceSettings
+from shared.store import Store
+
+async def main():
+    settings = ServiceSettings(**json.loads(sys.argv[1]))
+    store = await Store.open(settings.database_url)
+    relay = OutboxRelay(store, await start_producer(settings), settings)
+    await relay.start()
+    await asyncio.sleep(30)  # the relay kills this process long before
+
+asyncio.run(main())
+"""
+
+
+async def test_a_crash_between_publishing_and_marking_republishes_the_rows_on_restart(
+    settings: ServiceSettings, producer: AIOKafkaProducer, sqlite_url: str
+) -> None:
+    store = await Store.open(sqlite_url)
+    events = [("patient-7", patient_event(n)) for n in range(2)]
+    await enqueue(store, settings, events)
+    crashing = settings.model_copy(
+        update={"fault_injection": "crash_after_publish", "database_url": sqlite_url}
+    )
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _CRASHING_RELAY, crashing.model_dump_json(), cwd=Path(__file__).parents[3]
+    )
+    assert await asyncio.wait_for(child.wait(), 30) == -signal.SIGKILL
+    assert await store.outbox_pending_count() == 2  # published, never marked
+
+    relay = OutboxRelay(store, producer, settings)
+    await relay.start()
+    try:
+        await relay.drain(timeout=10)
+    finally:
+        await relay.stop()
+        await store.close()
+    records = await read_topic(settings, settings.topic(topics.PATIENT), 4)
+    ids = [e.id for _, e in events]
+    assert [CloudEvent.from_json(r.value).id for r in records] == ids + ids  # at least once
