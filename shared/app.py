@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from shared.fhir.router import ResourceService, build_router
 from shared.http import install_error_handlers
 from shared.service import ServiceRuntime, add_health_routes, runtime_lifespan
-from shared.telemetry import TracingMiddleware
+from shared.telemetry import NO_FRAMEWORK_TELEMETRY, TracingMiddleware
 
 
 def create_service_app(runtime: ServiceRuntime, owned_types: Iterable[str]) -> FastAPI:
@@ -20,6 +20,7 @@ def create_service_app(runtime: ServiceRuntime, owned_types: Iterable[str]) -> F
         lifespan=lambda _app: runtime_lifespan(runtime),
         docs_url=None,
         redoc_url=None,
+        telemetry=NO_FRAMEWORK_TELEMETRY,
     )
     app.state.runtime = runtime
     install_error_handlers(app)

@@ -29,6 +29,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from shared.settings import ServiceSettings
+
 log = logging.getLogger(__name__)
 
 TRACER_NAME = "carebridge"
@@ -38,6 +40,11 @@ SERVICE_ATTRIBUTE = "carebridge.service"
 EVENTS_PUBLISHED = "carebridge.events.published"
 EVENTS_CONSUMED = "carebridge.events.consumed"
 EVENTS_DLQ = "carebridge.events.dlq"
+
+#: FastAPI (0.165+) instruments itself once an SDK provider exists: a second SERVER span per
+#: request plus endpoint and serialization spans on the hot path, and exception messages in
+#: logs (which may carry PHI). `TracingMiddleware` is the one HTTP instrumentation we want.
+NO_FRAMEWORK_TELEMETRY: dict[str, Any] = {"tracing": False, "metrics": False, "logs": False}
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -68,7 +75,7 @@ class Telemetry:
             shutdown()
 
 
-def setup_telemetry(settings: Any) -> Telemetry:
+def setup_telemetry(settings: ServiceSettings) -> Telemetry:
     """Install the tracing (and, with an exporter, metrics) SDK unless one is installed already."""
     if isinstance(trace.get_tracer_provider(), TracerProvider):
         return Telemetry(settings.service_name, installed=False)
@@ -82,7 +89,7 @@ def setup_telemetry(settings: Any) -> Telemetry:
     return Telemetry(settings.service_name, installed=True)
 
 
-def _span_exporter(settings: Any) -> SpanExporter | None:
+def _span_exporter(settings: ServiceSettings) -> SpanExporter | None:
     if settings.otel_exporter_otlp_endpoint:
         exporter = _otlp_exporter("traces", settings.otel_exporter_otlp_endpoint)
         if exporter is None:
@@ -96,7 +103,7 @@ def _span_exporter(settings: Any) -> SpanExporter | None:
     return None
 
 
-def _setup_metrics(settings: Any, resource: Resource) -> None:
+def _setup_metrics(settings: ServiceSettings, resource: Resource) -> None:
     """Metrics only cost something when exported: without an exporter the API stays a no-op."""
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import (

@@ -16,7 +16,7 @@ from shared.auth import TokenVerifier
 from shared.events import topics
 from shared.http import install_error_handlers, json_response
 from shared.service import ServiceRuntime
-from shared.telemetry import TracingMiddleware
+from shared.telemetry import NO_FRAMEWORK_TELEMETRY, TracingMiddleware
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -46,7 +46,13 @@ def create_app(settings: Settings) -> FastAPI:
             await state.clients.aclose()
             await runtime.stop()
 
-    app = FastAPI(title="CareBridge gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="CareBridge gateway",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        telemetry=NO_FRAMEWORK_TELEMETRY,
+    )
     app.state.runtime = runtime
     install_error_handlers(app)
 

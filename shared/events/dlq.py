@@ -10,7 +10,9 @@ that was applied before it was dead-lettered, or replayed twice, still has one e
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -73,16 +75,27 @@ async def replay_dlq(
 async def _replay(
     consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, max_records: int | None, idle_timeout_s: float
 ) -> int:
+    """Replay what was dead-lettered before the replay began.
+
+    A replayed record that fails again comes straight back to the DLQ; replaying it again in the
+    same run would loop for as long as the consumer keeps up. So a partition stops at its first
+    record newer than the start (end offsets would say the same, but Tansu miscounts them).
+    """
+    started_ms = int(time.time() * 1000)
     count = 0
     while max_records is None or count < max_records:
         remaining = None if max_records is None else max_records - count
         batch = await consumer.getmany(timeout_ms=int(idle_timeout_s * 1000), max_records=remaining)
-        if not batch:
-            break
         for tp, records in batch.items():
-            await _republish(producer, records)
-            await consumer.commit({TopicPartition(tp.topic, tp.partition): records[-1].offset + 1})
-            count += len(records)
+            due = list(itertools.takewhile(lambda r: r.timestamp < started_ms, records))
+            if len(due) < len(records):
+                consumer.pause(tp)
+            if due:
+                await _republish(producer, due)
+                await consumer.commit({TopicPartition(tp.topic, tp.partition): due[-1].offset + 1})
+                count += len(due)
+        if not batch or consumer.assignment() <= consumer.paused():
+            break
     return count
 
 

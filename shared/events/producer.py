@@ -22,6 +22,17 @@ log = logging.getLogger(__name__)
 LINGER_MS = 2
 #: Replicas per topic on a cluster large enough for them (production runs three brokers).
 MAX_REPLICATION_FACTOR = 3
+_MIB = 1024 * 1024
+
+
+def max_event_bytes(settings: ServiceSettings) -> int:
+    """The largest record producers send and topics accept.
+
+    An event carries a whole resource or Bundle. A request body may be `max_body_bytes`, and a
+    Bundle mapped from an HL7 message can be several times the message, so Kafka's 1 MiB default
+    would let one large write stop the outbox relay (it never drops a row).
+    """
+    return max(8 * _MIB, 4 * settings.max_body_bytes)
 
 
 def producer_for(settings: ServiceSettings, **overrides: object) -> AIOKafkaProducer:
@@ -33,6 +44,7 @@ def producer_for(settings: ServiceSettings, **overrides: object) -> AIOKafkaProd
         "enable_idempotence": settings.kafka_idempotent_producer,
         "linger_ms": LINGER_MS,
         "compression_type": None,
+        "max_request_size": max_event_bytes(settings),
     }
     options.update(overrides)
     return AIOKafkaProducer(**options)
@@ -64,7 +76,10 @@ async def ensure_topics(settings: ServiceSettings, names: Iterable[str]) -> None
     try:
         cluster = await admin.describe_cluster()
         replicas = max(1, min(MAX_REPLICATION_FACTOR, len(cluster.get("brokers") or ())))
-        new = [NewTopic(name, settings.kafka_topic_partitions, replicas) for name in full]
+        configs = {"max.message.bytes": str(max_event_bytes(settings))}
+        new = [
+            NewTopic(name, settings.kafka_topic_partitions, replicas, topic_configs=configs) for name in full
+        ]
         response = await admin.create_topics(new)
     finally:
         await admin.close()

@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 STOP_GRACE_S = 15.0
 _BACKOFF_INITIAL_S = 0.2
 _BACKOFF_MAX_S = 5.0
+#: Consecutive failures after which the relay logs at ERROR: events are piling up.
+_FAILURES_BEFORE_ERROR = 10
 CRASH_AFTER_PUBLISH = "crash_after_publish"
 
 
@@ -105,8 +107,9 @@ class OutboxRelay:
                 published = await self._publish_batch(batch_size)
             except Exception as exc:  # broker or database trouble: never drop a row, try again
                 failures += 1
-                delay = min(_BACKOFF_INITIAL_S * 2 ** (failures - 1), _BACKOFF_MAX_S)
-                log.warning(
+                delay = min(_BACKOFF_INITIAL_S * 2 ** min(failures - 1, 10), _BACKOFF_MAX_S)
+                log.log(
+                    logging.WARNING if failures < _FAILURES_BEFORE_ERROR else logging.ERROR,
                     "outbox relay: publishing failed (%s: %s); retrying in %.1fs",
                     type(exc).__name__,
                     exc,

@@ -129,16 +129,25 @@ def utc_from_db(value: str | datetime) -> datetime:
 
 
 #: Driver errors that mean a row broke a constraint.
-INTEGRITY_ERRORS: tuple[type[Exception], ...] = (sqlite3.IntegrityError, asyncpg.IntegrityConstraintViolationError)
-#: Driver errors after which retrying later may succeed: lost or refused connections, a busy
-#: SQLite file, a PostgreSQL deadlock or serialization failure, a server shutting down.
-TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
-    sqlite3.OperationalError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.TransactionRollbackError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.exceptions.InsufficientResourcesError,
-    OSError,
-    TimeoutError,
+INTEGRITY_ERRORS: tuple[type[Exception], ...] = (
+    sqlite3.IntegrityError,
+    asyncpg.IntegrityConstraintViolationError,
 )
+
+_TRANSIENT_ASYNCPG: tuple[type[Exception], ...] = (
+    asyncpg.InterfaceError,  # includes a closed or broken connection
+    asyncpg.InternalClientError,  # e.g. a protocol left mid-operation by a server-side disconnect
+    asyncpg.PostgresConnectionError,
+    asyncpg.TransactionRollbackError,  # deadlock, serialization failure
+    asyncpg.exceptions.OperatorInterventionError,  # server shutting down, query cancelled
+    asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
+)
+# sqlite3.OperationalError also covers SQL mistakes ("no such table"), which are bugs, not outages.
+_TRANSIENT_SQLITE_MESSAGES = ("locked", "busy", "disk i/o", "unable to open")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for driver errors after which trying again later may succeed."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return any(text in str(exc).lower() for text in _TRANSIENT_SQLITE_MESSAGES)
+    return isinstance(exc, (*_TRANSIENT_ASYNCPG, OSError, TimeoutError))

@@ -1,10 +1,10 @@
 """Engine construction and error translation for the two supported databases.
 
-SQLite specifics: pysqlite's own implicit BEGIN is switched off (isolation_level=None) and the
-store emits BEGIN itself, so that a write transaction can start with BEGIN IMMEDIATE (takes the
+SQLite specifics: pysqlite's own implicit BEGIN is switched off (isolation_level=None) and BEGIN
+is emitted explicitly, so that a write transaction can start with BEGIN IMMEDIATE (takes the
 write lock up front; a deferred BEGIN that later upgrades can fail with "database is locked"
-without waiting for busy_timeout). Connections opened for the fast read path skip BEGIN: a single
-SELECT is consistent on its own.
+without waiting for busy_timeout). Connections marked NO_BEGIN_OPTION get no BEGIN from
+SQLAlchemy: single-statement reads, and the store's transactions, which begin on the driver.
 """
 
 from __future__ import annotations
@@ -16,15 +16,17 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from shared.errors import Conflict, DependencyUnavailable
+from shared.store.driver import INTEGRITY_ERRORS, is_transient
 
-#: Execution option marking a write transaction (SQLite: BEGIN IMMEDIATE).
+#: Execution option: SQLAlchemy transactions on this connection write (SQLite: BEGIN IMMEDIATE).
 WRITE_OPTION = "carebridge_write"
-#: Execution option marking a connection that only runs single SELECTs (SQLite: no BEGIN).
-READ_OPTION = "carebridge_read"
+#: Execution option: SQLAlchemy emits no BEGIN on SQLite, because the connection runs single
+#: statements (reads) or the store controls the transaction on the driver (driver.py).
+NO_BEGIN_OPTION = "carebridge_no_begin"
 
 _SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",  # readers never block the writer, nor the writer readers
@@ -51,9 +53,11 @@ def build_engine(database_url: str, *, echo: bool = False) -> AsyncEngine:
         event.listen(engine.sync_engine, "begin", _begin_sqlite_transaction)
         return engine
     if url.get_backend_name() == "postgresql":
-        # pre_ping costs one round trip per checkout; without it, every pooled connection
-        # fails one transaction after a database restart or failover.
-        return create_async_engine(url, echo=echo, pool_pre_ping=True)
+        # No pool_pre_ping: it costs about 0.4 ms per checkout here, as much as a whole write.
+        # Stale connections after a restart are handled where it is safe to retry (the start of
+        # a store transaction, reads, ping) and SQLAlchemy drops its whole pool on the first
+        # disconnect it sees.
+        return create_async_engine(url, echo=echo)
     raise ValueError(
         f"unsupported database {url.get_backend_name()!r}: use sqlite+aiosqlite or postgresql+asyncpg"
     )
@@ -71,32 +75,45 @@ def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
 
 def _begin_sqlite_transaction(connection: Connection) -> None:
     options = connection.get_execution_options()
-    if options.get(READ_OPTION):
+    if options.get(NO_BEGIN_OPTION):
         return
     connection.exec_driver_sql("BEGIN IMMEDIATE" if options.get(WRITE_OPTION) else "BEGIN")
 
 
 @contextlib.contextmanager
 def translated_errors(what: str) -> Iterator[None]:
-    """Database failures as CareBridge errors: unreachable or busy -> DependencyUnavailable
-    (retriable), a violated constraint -> Conflict. Anything else passes through."""
+    """Database failures as CareBridge errors, from SQLAlchemy or straight from the driver:
+    unreachable or busy -> DependencyUnavailable (retriable), a violated constraint -> Conflict.
+    Anything else (a bug) passes through."""
     try:
         yield
     except IntegrityError as exc:
         raise Conflict(f"{what}: {_first_line(exc.orig)}") from exc
-    except (OperationalError, InterfaceError) as exc:
-        raise DependencyUnavailable(f"{what}: database unavailable ({_first_line(exc.orig)})") from exc
     except DBAPIError as exc:
-        if exc.connection_invalidated or _sqlstate(exc) in _RETRIABLE_SQLSTATES:
-            raise DependencyUnavailable(f"{what}: {_first_line(exc.orig)}; retry") from exc
+        if _transient_dbapi_error(exc):
+            raise DependencyUnavailable(f"{what}: database unavailable ({_first_line(exc.orig)})") from exc
         raise
-    except (OSError, TimeoutError) as exc:  # connection refused, DNS, network timeouts
-        raise DependencyUnavailable(f"{what}: database unreachable ({exc})") from exc
+    except INTEGRITY_ERRORS as exc:
+        raise Conflict(f"{what}: {_first_line(exc)}") from exc
+    except Exception as exc:
+        if is_transient(exc):
+            raise DependencyUnavailable(f"{what}: database unavailable ({_first_line(exc)})") from exc
+        raise
 
 
-def _sqlstate(exc: DBAPIError) -> str | None:
+def _transient_dbapi_error(exc: DBAPIError) -> bool:
+    # SQLAlchemy's InterfaceError is a connection-level failure on both adapters.
+    if exc.connection_invalidated or isinstance(exc, InterfaceError):
+        return True
+    state = getattr(exc.orig, "sqlstate", None) or ""
+    # 08 connection exception, 53 insufficient resources, 57 operator intervention.
+    if state in _RETRIABLE_SQLSTATES or state[:2] in ("08", "53", "57"):
+        return True
+    # The asyncpg adapter chains the driver's own exception; aiosqlite's is `orig` itself.
     orig = exc.orig
-    return getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if orig is None:
+        return False
+    return is_transient(orig) or (orig.__cause__ is not None and is_transient(orig.__cause__))
 
 
 def _first_line(error: BaseException | None) -> str:

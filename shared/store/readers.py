@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.errors import DependencyUnavailable
-from shared.store.engine import READ_OPTION
+from shared.store.driver import DriverConnection, driver_connection
 
 
 class _ConnectionSuspect(Exception):
@@ -29,10 +29,11 @@ class _ConnectionSuspect(Exception):
 
 class ReadPool:
     def __init__(self, engine: AsyncEngine, size: int) -> None:
-        self._engine = engine.execution_options(**{READ_OPTION: True})
+        """`engine` must not begin transactions of its own (see engine.NO_BEGIN_OPTION)."""
+        self._engine = engine
         self._dialect = engine.dialect.name
         self._size = size
-        self._idle: list[tuple[AsyncConnection, Any]] = []
+        self._idle: list[tuple[AsyncConnection, DriverConnection]] = []
         self._opened = 0
         self._available = asyncio.Condition()
         self._closed = False
@@ -57,10 +58,7 @@ class ReadPool:
     async def _fetch_once(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
         conn, driver = await self._acquire()
         try:
-            if self._dialect == "sqlite":
-                rows: list[Sequence[Any]] = list(await driver.execute_fetchall(sql, params))
-            else:
-                rows = list(await driver.fetch(sql, *params))
+            rows = await driver.fetch(sql, params)
         except asyncio.CancelledError:
             # Both drivers leave the connection usable after a cancelled query.
             await self._release(conn, driver)
@@ -83,7 +81,7 @@ class ReadPool:
             with contextlib.suppress(Exception):
                 await conn.close()
 
-    async def _acquire(self) -> tuple[AsyncConnection, Any]:
+    async def _acquire(self) -> tuple[AsyncConnection, DriverConnection]:
         async with self._available:
             while True:
                 if self._closed:
@@ -102,9 +100,9 @@ class ReadPool:
                 self._opened -= 1
                 self._available.notify()
             raise DependencyUnavailable(f"database unreachable: {exc}") from exc
-        return conn, raw.driver_connection
+        return conn, driver_connection(self._dialect, raw.driver_connection)
 
-    async def _release(self, conn: AsyncConnection, driver: Any) -> None:
+    async def _release(self, conn: AsyncConnection, driver: DriverConnection) -> None:
         async with self._available:
             if self._closed:
                 self._opened -= 1

@@ -36,6 +36,7 @@ class UtcDateTime(TypeDecorator[datetime]):
     PostgreSQL stores `timestamptz`. SQLite has no datetime type: SQLAlchemy writes a
     fixed-width "YYYY-MM-DD HH:MM:SS.ffffff" string, which sorts and compares correctly as
     text, but drops the offset, so values are converted to UTC going in and marked UTC coming out.
+    The store's driver-level SQL writes the same text (`driver.sqlite_time`).
     """
 
     impl = DateTime(timezone=True)
@@ -53,12 +54,6 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def sqlite_text_to_utc(value: str | datetime) -> datetime:
-    """Decode a UtcDateTime read with the raw driver (the fast read path bypasses SQLAlchemy)."""
-    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _binary_collation_text() -> TypeEngine[Any]:

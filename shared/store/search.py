@@ -65,7 +65,7 @@ def search_query(
         if prefix:
             # A range rather than LIKE: it uses the index on both databases (see schema.py).
             ids = ids.where(s.c.value >= prefix)
-            upper = _successor(prefix)
+            upper = prefix_upper_bound(prefix)
             if upper is not None:
                 ids = ids.where(s.c.value < upper)
         query = query.where(r.c.id.in_(ids))
@@ -80,7 +80,7 @@ def _check_param(declared: Mapping[str, SearchParam], resource_type: str, name: 
         raise InvalidInput(f"Search parameter {name!r} of {resource_type} is a {param.type}, not a {kind}")
 
 
-def _successor(prefix: str) -> str | None:
+def prefix_upper_bound(prefix: str) -> str | None:
     """The smallest string greater than every string starting with `prefix` (None: no bound)."""
     stem = prefix.rstrip(chr(sys.maxunicode))
     if not stem:

@@ -1,68 +1,86 @@
-"""The statements every write runs, built once per store.
+"""The SQL the store runs on the driver (see driver.py for why), portable between the two.
 
-Building a SQLAlchemy statement and computing its cache key costs more CPU than executing it on
-a warm connection, so writes reuse these with bound parameters instead of building their own.
+Written with "?" placeholders and converted once per store. Table and column names are those of
+schema.py; "key" and "value" are quoted because they are keywords in SQL.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Delete, Insert, Select, Table, Update, bindparam, delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from shared.store.driver import portable_sql
 
-from shared.store.schema import CoreTables
-
-#: Index table per search-parameter type, in CoreTables.index_tables order.
+#: Search-parameter types with an index table, in CoreTables.index_tables order.
 INDEX_KINDS = ("token", "string", "date", "reference")
 
+_VERSION_COLUMNS = "resource_type, id, version_id, last_updated, deleted, content"
+_INDEX_COLUMNS = {
+    "token": ("idx_token", ("system", "code")),
+    "string": ("idx_string", ('"value"',)),
+    "date": ("idx_date", ("low", "high")),
+    "reference": ("idx_reference", ("target_type", "target_id")),
+}
 
-class WriteStatements:
-    def __init__(self, tables: CoreTables, dialect: str) -> None:
-        self.tables = tables
-        self.dialect = dialect
-        r = tables.resources
-        # Bind names differ from column names: in an UPDATE, a column's own name is its new value.
-        self.insert_resource = self.insert_ignore(r)
-        self.insert_history = tables.resource_history.insert()
-        self.update_resource: Update = update(r).where(
-            r.c.resource_type == bindparam("key_type"), r.c.id == bindparam("key_id")
+
+class Statements:
+    def __init__(self, dialect: str) -> None:
+        def sql(text: str) -> str:
+            return portable_sql(dialect, text)
+
+        # PostgreSQL locks the row for read-modify-write; SQLite's writer already holds the
+        # whole database (BEGIN IMMEDIATE) and has no FOR UPDATE.
+        lock = " FOR UPDATE" if dialect == "postgresql" else ""
+        where_resource = "WHERE resource_type = ? AND id = ?"
+
+        self.read = sql(f"SELECT version_id, last_updated, deleted, content FROM resources {where_resource}")
+        self.read_for_update = self.read + lock
+        self.current_version = sql(
+            f"SELECT version_id, last_updated, deleted FROM resources {where_resource}{lock}"
         )
-        self.current: Select[tuple[int, object, bool]] = (
-            select(r.c.version_id, r.c.last_updated, r.c.deleted)
-            .where(r.c.resource_type == bindparam("key_type"), r.c.id == bindparam("key_id"))
-            .with_for_update()
+        self.vread = sql(
+            "SELECT version_id, last_updated, deleted, content FROM resource_history "
+            f"{where_resource} AND version_id = ?"
         )
-        self.current_with_content: Select[tuple[int, object, bool, bytes]] = self.current.add_columns(
-            r.c.content
+        self.history = sql(
+            "SELECT version_id, last_updated, deleted, content FROM resource_history "
+            f"{where_resource} ORDER BY version_id DESC"
         )
-        self.insert_index: dict[str, Insert] = {
-            kind: table.insert() for kind, table in zip(INDEX_KINDS, tables.index_tables, strict=True)
-        }
-        self.delete_index: dict[str, Delete] = {
-            kind: delete(table).where(
-                table.c.resource_type == bindparam("key_type"), table.c.resource_id == bindparam("key_id")
+        # DO NOTHING rather than catching the violation: the primary key still decides,
+        # atomically, and a PostgreSQL transaction stays usable afterwards.
+        self.insert_resource = sql(
+            f"INSERT INTO resources ({_VERSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+        )
+        self.insert_history = sql(
+            f"INSERT INTO resource_history ({_VERSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
+        )
+        self.update_resource = sql(
+            "UPDATE resources SET version_id = ?, last_updated = ?, deleted = ?, content = ? "
+            f"{where_resource}"
+        )
+        self.insert_index = {
+            kind: sql(
+                f"INSERT INTO {table} (resource_type, resource_id, param, {', '.join(columns)}) "
+                f"VALUES (?, ?, ?, {', '.join(['?'] * len(columns))})"
             )
-            for kind, table in zip(INDEX_KINDS, tables.index_tables, strict=True)
+            for kind, (table, columns) in _INDEX_COLUMNS.items()
         }
-        self.insert_outbox = tables.outbox.insert()
-        self.insert_inbox = self.insert_ignore(tables.inbox)
-        p = tables.projections
-        projection = self.dialect_insert(p)
-        # Newer versions win, whatever order events arrive in; each applied put counts.
-        self.upsert_projection = projection.on_conflict_do_update(
-            index_elements=[p.c.name, p.c.key],
-            set_={
-                "version": projection.excluded.version,
-                "data": projection.excluded.data,
-                "updated_at": projection.excluded.updated_at,
-                "change_count": p.c.change_count + 1,
-            },
-            where=p.c.version < projection.excluded.version,
+        self.delete_index = {
+            kind: sql(f"DELETE FROM {table} WHERE resource_type = ? AND resource_id = ?")
+            for kind, (table, _columns) in _INDEX_COLUMNS.items()
+        }
+        self.insert_outbox = sql(
+            'INSERT INTO outbox (event_id, topic, "key", "value", headers, created_at) '
+            "VALUES (?, ?, ?, ?, ?, ?)"
         )
-
-    def dialect_insert(self, table: Table) -> postgresql.Insert | sqlite.Insert:
-        return postgresql.insert(table) if self.dialect == "postgresql" else sqlite.insert(table)
-
-    def insert_ignore(self, table: Table) -> Insert:
-        """INSERT ... ON CONFLICT DO NOTHING: the key decides atomically, and a PostgreSQL
-        transaction stays usable (a caught unique violation would abort it)."""
-        return self.dialect_insert(table).on_conflict_do_nothing()
+        # PostgreSQL only (SQLite has one writer, so its commit order is seq order): see
+        # Transaction.add_outbox.
+        self.lock_outbox_key = sql("SELECT pg_advisory_xact_lock(?)") if dialect == "postgresql" else None
+        self.insert_inbox = sql(
+            "INSERT INTO inbox (consumer, event_id, processed_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
+        )
+        # Newer versions win whatever order events arrive in; each applied put counts.
+        self.upsert_projection = sql(
+            'INSERT INTO projections (name, "key", version, data, change_count, updated_at) '
+            "VALUES (?, ?, ?, ?, 1, ?) "
+            'ON CONFLICT (name, "key") DO UPDATE SET version = excluded.version, data = excluded.data, '
+            "updated_at = excluded.updated_at, change_count = projections.change_count + 1 "
+            "WHERE projections.version < excluded.version"
+        )

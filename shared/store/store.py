@@ -11,28 +11,22 @@ from typing import Any
 
 import orjson
 from sqlalchemy import MetaData, func, select, text, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.errors import DependencyUnavailable, Gone, NotFound
 from shared.fhir.search_params import SEARCH_PARAMETERS, SearchParam
 from shared.store.content import next_timestamp
-from shared.store.engine import READ_OPTION, WRITE_OPTION, build_engine, translated_errors
+from shared.store.driver import DriverConnection, driver_connection, utc_from_db
+from shared.store.engine import NO_BEGIN_OPTION, WRITE_OPTION, build_engine, translated_errors
 from shared.store.migrations import Migration, apply_pending, core_migrations, ordered
 from shared.store.readers import ReadPool
 from shared.store.records import OutboxRecord, Projection, StoredResource
-from shared.store.schema import CoreTables, sqlite_text_to_utc
+from shared.store.schema import CoreTables
 from shared.store.search import search_query
-from shared.store.statements import WriteStatements
+from shared.store.statements import Statements
 from shared.store.transaction import Transaction
 
 log = logging.getLogger(__name__)
-
-_COLUMNS = "version_id, last_updated, deleted, content"
-_READ_SQL = f"SELECT {_COLUMNS} FROM resources WHERE resource_type = ? AND id = ?"
-_VREAD_SQL = f"SELECT {_COLUMNS} FROM resource_history WHERE resource_type = ? AND id = ? AND version_id = ?"
-_HISTORY_SQL = (
-    f"SELECT {_COLUMNS} FROM resource_history WHERE resource_type = ? AND id = ? ORDER BY version_id DESC"
-)
 
 #: Bound on the IN list of one UPDATE when marking outbox rows (SQLite caps bound parameters).
 _MARK_CHUNK = 500
@@ -57,23 +51,21 @@ class Store:
         #: (component, version) of the migrations this `open` applied.
         self.applied_migrations: list[tuple[str, int]] = []
         self._search_params = search_params
-        self._statements = WriteStatements(self.tables, self.dialect)
+        self._sql = Statements(self.dialect)
+        # SQLAlchemy transactions that write: migrations, marking the outbox.
         self._writes = engine.execution_options(**{WRITE_OPTION: True})
-        # Single-statement queries: no BEGIN on SQLite, no transaction round trips on PostgreSQL.
-        self._queries = (
-            engine.execution_options(**{READ_OPTION: True})
+        # Connections on which SQLAlchemy starts no transaction: single-statement queries, and
+        # the store's transactions, which begin and commit on the driver (see driver.py).
+        self._direct = (
+            engine.execution_options(**{NO_BEGIN_OPTION: True})
             if self.dialect == "sqlite"
             else engine.execution_options(isolation_level="AUTOCOMMIT")
         )
-        self._readers = ReadPool(engine, read_connections)
+        self._readers = ReadPool(self._direct, read_connections)
         # SQLite has one writer per database: queue this process's writers here rather than
         # have them poll busy_timeout; other processes still wait on busy_timeout.
         self._write_lock: asyncio.Lock | None = asyncio.Lock() if self.dialect == "sqlite" else None
         self._in_transaction: ContextVar[bool] = ContextVar(f"store_{id(self)}_in_transaction", default=False)
-        placeholder = _sqlite_placeholders if self.dialect == "sqlite" else _postgres_placeholders
-        self._read_sql, self._vread_sql, self._history_sql = map(
-            placeholder, (_READ_SQL, _VREAD_SQL, _HISTORY_SQL)
-        )
 
     @classmethod
     async def open(
@@ -106,12 +98,18 @@ class Store:
         await self.engine.dispose()
 
     async def ping(self) -> None:
-        """Raise DependencyUnavailable unless the database answers within 5 seconds."""
-        try:
-            async with asyncio.timeout(5), self._queries.connect() as connection:
-                await connection.execute(text("SELECT 1"))
-        except Exception as exc:
-            raise DependencyUnavailable(f"database unavailable: {exc}") from exc
+        """Raise DependencyUnavailable unless the database answers within 5 seconds.
+
+        Tried twice: the first attempt may land on a pooled connection a restart killed.
+        """
+        for attempt in (1, 2):
+            try:
+                async with asyncio.timeout(5), self._direct.connect() as connection:
+                    await connection.execute(text("SELECT 1"))
+                return
+            except Exception as exc:
+                if attempt == 2:
+                    raise DependencyUnavailable(f"database unavailable: {exc}") from exc
 
     # --- writes ---------------------------------------------------------------------------------
 
@@ -124,25 +122,52 @@ class Store:
         if self._in_transaction.get():
             raise RuntimeError("store.transaction() is already active in this task")
         async with self._writer_slot():
-            with translated_errors("begin transaction"):
-                connection = await self._writes.connect()
             marker = self._in_transaction.set(True)
             try:
-                with translated_errors("begin transaction"):
-                    await connection.begin()
-                txn = Transaction(connection, self._statements, self._params_for)
-                yield txn
-                with translated_errors("commit"):
-                    await connection.commit()
+                connection, db = await self._begin()
+                try:
+                    txn = Transaction(connection, db, self._sql, self._params_for)
+                    yield txn
+                    with translated_errors("commit"):
+                        await db.commit()
+                except BaseException:
+                    await _roll_back(connection, db)
+                    raise
+                finally:
+                    await connection.close()
             finally:
                 self._in_transaction.reset(marker)
-                # Closing rolls back whatever did not commit.
-                await connection.close()
         if txn.outbox_added and self.outbox_listener is not None:
             try:
                 self.outbox_listener()
             except Exception:  # the relay's wake-up must never fail a committed write
                 log.exception("outbox listener failed")
+
+    async def _begin(self) -> tuple[AsyncConnection, DriverConnection]:
+        """A connection with a transaction begun on the driver.
+
+        On PostgreSQL a pooled connection may have died with a server restart (how that surfaces
+        varies with the driver's state); nothing has happened yet at this point, so a first
+        failure of any kind is retried once on a fresh connection. (SQLite connections do not go
+        stale, and its failure here is a busy_timeout that already waited.)
+        """
+        for attempt in (1, 2):
+            with translated_errors("begin transaction"):
+                connection = await self._direct.connect()
+                try:
+                    raw = await connection.get_raw_connection()
+                    db = driver_connection(self.dialect, raw.driver_connection)
+                    await db.begin()
+                    return connection, db
+                except Exception as exc:
+                    await _discard(connection)
+                    if attempt == 2 or self.dialect == "sqlite":
+                        raise
+                    log.info("store: beginning a transaction failed (%s); retrying on a new connection", exc)
+                except BaseException:
+                    await _discard(connection)
+                    raise
+        raise AssertionError("unreachable")
 
     def _writer_slot(self) -> contextlib.AbstractAsyncContextManager[Any]:
         return self._write_lock if self._write_lock is not None else contextlib.nullcontext()
@@ -154,7 +179,7 @@ class Store:
 
     async def read(self, resource_type: str, id: str) -> StoredResource:
         """The current version. NotFound if it never existed, Gone if it is deleted."""
-        rows = await self._readers.fetch(self._read_sql, (resource_type, id))
+        rows = await self._readers.fetch(self._sql.read, (resource_type, id))
         if not rows:
             raise NotFound(f"{resource_type}/{id} not found")
         stored = _stored(resource_type, id, rows[0])
@@ -164,7 +189,7 @@ class Store:
 
     async def vread(self, resource_type: str, id: str, version_id: int) -> StoredResource:
         """One version. NotFound if there is no such version, Gone if that version is a deletion."""
-        rows = await self._readers.fetch(self._vread_sql, (resource_type, id, version_id))
+        rows = await self._readers.fetch(self._sql.vread, (resource_type, id, version_id))
         if not rows:
             raise NotFound(f"{resource_type}/{id} has no version {version_id}")
         stored = _stored(resource_type, id, rows[0])
@@ -174,7 +199,7 @@ class Store:
 
     async def history(self, resource_type: str, id: str) -> list[StoredResource]:
         """Every version, newest first, deletions included. NotFound if it never existed."""
-        rows = await self._readers.fetch(self._history_sql, (resource_type, id))
+        rows = await self._readers.fetch(self._sql.history, (resource_type, id))
         if not rows:
             raise NotFound(f"{resource_type}/{id} not found")
         return [_stored(resource_type, id, row) for row in rows]
@@ -197,7 +222,7 @@ class Store:
             limit=limit,
         )
         with translated_errors(f"search {resource_type}"):
-            async with self._queries.connect() as connection:
+            async with self._direct.connect() as connection:
                 rows = (await connection.execute(query)).all()
         return [StoredResource(resource_type, row[0], row[1], row[2], False, row[4]) for row in rows]
 
@@ -213,7 +238,7 @@ class Store:
             .limit(limit)
         )
         with translated_errors("outbox read"):
-            async with self._queries.connect() as connection:
+            async with self._direct.connect() as connection:
                 rows = (await connection.execute(query)).all()
         return [
             OutboxRecord(
@@ -248,14 +273,14 @@ class Store:
         o = self.tables.outbox
         query = select(func.count()).select_from(o).where(o.c.published_at.is_(None))
         with translated_errors("outbox count"):
-            async with self._queries.connect() as connection:
+            async with self._direct.connect() as connection:
                 return int((await connection.execute(query)).scalar_one())
 
     async def inbox_contains(self, consumer: str, event_id: str) -> bool:
         i = self.tables.inbox
         query = select(i.c.event_id).where(i.c.consumer == consumer, i.c.event_id == event_id)
         with translated_errors("inbox read"):
-            async with self._queries.connect() as connection:
+            async with self._direct.connect() as connection:
                 return (await connection.execute(query)).first() is not None
 
     async def get_projection(self, name: str, key: str) -> Projection | None:
@@ -264,7 +289,7 @@ class Store:
             p.c.name == name, p.c.key == key
         )
         with translated_errors("projection read"):
-            async with self._queries.connect() as connection:
+            async with self._direct.connect() as connection:
                 row = (await connection.execute(query)).first()
         if row is None:
             return None
@@ -274,14 +299,22 @@ class Store:
 def _stored(resource_type: str, id: str, row: Sequence[Any]) -> StoredResource:
     version_id, last_updated, deleted, content = row
     return StoredResource(
-        resource_type, id, version_id, sqlite_text_to_utc(last_updated), bool(deleted), bytes(content)
+        resource_type, id, version_id, utc_from_db(last_updated), bool(deleted), bytes(content)
     )
 
 
-def _sqlite_placeholders(sql: str) -> str:
-    return sql
+async def _roll_back(connection: AsyncConnection, db: DriverConnection) -> None:
+    try:
+        await db.rollback()
+    except Exception:
+        # The connection is in an unknown state (it may be what failed): never reuse it.
+        log.warning("rollback failed; discarding the connection", exc_info=True)
+        with contextlib.suppress(Exception):
+            await connection.invalidate()
 
 
-def _postgres_placeholders(sql: str) -> str:
-    parts = sql.split("?")
-    return "".join(part + (f"${n}" if n < len(parts) else "") for n, part in enumerate(parts, start=1))
+async def _discard(connection: AsyncConnection) -> None:
+    with contextlib.suppress(Exception):
+        await connection.invalidate()
+    with contextlib.suppress(Exception):
+        await connection.close()

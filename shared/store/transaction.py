@@ -1,11 +1,13 @@
 """Writes: one `Transaction` per unit of work, created by `Store.transaction()`.
 
 Everything done through one Transaction commits or rolls back together: resource versions,
-their index rows, outbox events (transactional outbox), inbox claims and projections.
+their index rows, outbox events (transactional outbox), inbox claims, projections, and whatever
+a service does to its own tables through `connection`.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -16,10 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from shared.errors import Conflict, Gone, InvalidInput, NotFound, PreconditionFailed
 from shared.fhir.search_params import SearchParam
 from shared.store.content import canonical_document, check_id, check_type, new_id, next_timestamp, to_json
+from shared.store.driver import DriverConnection, utc_from_db
 from shared.store.engine import translated_errors
 from shared.store.indexing import IndexRows, extract_index_rows
 from shared.store.records import StoredResource
-from shared.store.statements import INDEX_KINDS, WriteStatements
+from shared.store.statements import INDEX_KINDS, Statements
 
 
 class _Current(NamedTuple):
@@ -29,18 +32,23 @@ class _Current(NamedTuple):
 
 
 class Transaction:
-    """A write transaction. `connection` is there for a service's own tables."""
+    """A write transaction.
+
+    `connection` is a SQLAlchemy connection inside this same transaction, for a service's own
+    tables; do not commit or roll it back yourself. A transaction serves one task at a time.
+    """
 
     def __init__(
         self,
         connection: AsyncConnection,
-        statements: WriteStatements,
+        db: DriverConnection,
+        statements: Statements,
         params_for: Callable[[str], Sequence[SearchParam]],
     ) -> None:
         self.connection = connection
-        self.dialect = connection.dialect.name
-        self._s = statements
-        self._t = statements.tables
+        self.dialect = db.dialect
+        self._db = db
+        self._sql = statements
         self._params_for = params_for
         #: True once an outbox row was added: the store wakes the relay after commit.
         self.outbox_added = False
@@ -52,15 +60,10 @@ class Transaction:
         resource_type = check_type(resource.get("resourceType"))
         chosen = id if id is not None else resource.get("id")
         resource_id = check_id(new_id() if chosen is None else chosen)
-        stored, doc = self._version(resource, resource_type, resource_id, 1, next_timestamp(None))
         with translated_errors(f"create {resource_type}/{resource_id}"):
-            # The primary key decides, atomically, even against another process; DO NOTHING
-            # instead of catching the violation keeps a PostgreSQL transaction usable.
-            inserted = await self.connection.execute(self._s.insert_resource, _row(stored))
-            if inserted.rowcount != 1:
-                raise Conflict(f"{resource_type}/{resource_id} already exists")
-            await self.connection.execute(self._s.insert_history, _row(stored))
-            await self._insert_index_rows(resource_type, resource_id, doc)
+            stored = await self._insert_first_version(resource, resource_type, resource_id)
+        if stored is None:
+            raise Conflict(f"{resource_type}/{resource_id} already exists")
         return stored
 
     async def update(
@@ -81,20 +84,12 @@ class Transaction:
                 current = await self._current(resource_type, resource_id)
                 _check_version(label, current, if_match)
                 if current is None:
-                    stored, doc = self._version(resource, resource_type, resource_id, 1, next_timestamp(None))
-                    inserted = await self.connection.execute(self._s.insert_resource, _row(stored))
-                    if inserted.rowcount != 1:
-                        continue  # another transaction created it since we looked: update that
-                    await self.connection.execute(self._s.insert_history, _row(stored))
-                    await self._insert_index_rows(resource_type, resource_id, doc)
-                    return stored, True
-                stored, doc = self._version(
-                    resource,
-                    resource_type,
-                    resource_id,
-                    current.version_id + 1,
-                    next_timestamp(current.last_updated),
-                )
+                    created = await self._insert_first_version(resource, resource_type, resource_id)
+                    if created is not None:
+                        return created, True
+                    continue  # another transaction created it since we looked: update that one
+                at = next_timestamp(current.last_updated)
+                stored, doc = _new_version(resource, resource_type, resource_id, current.version_id + 1, at)
                 await self._write_next_version(stored)
                 await self._delete_index_rows(resource_type, resource_id)
                 await self._insert_index_rows(resource_type, resource_id, doc)
@@ -111,9 +106,8 @@ class Transaction:
             if current is None or current.deleted:
                 return None
             _check_version(label, current, if_match)
-            stored = StoredResource(
-                resource_type, id, current.version_id + 1, next_timestamp(current.last_updated), True, b""
-            )
+            at = next_timestamp(current.last_updated)
+            stored = StoredResource(resource_type, id, current.version_id + 1, at, True, b"")
             await self._write_next_version(stored)
             await self._delete_index_rows(resource_type, id)
         return stored
@@ -121,14 +115,14 @@ class Transaction:
     async def read(self, resource_type: str, id: str) -> StoredResource:
         """The current version, locked until commit on PostgreSQL (SQLite's writer holds the
         whole database already), so read-modify-write needs no If-Match of its own."""
-        keys = {"key_type": resource_type, "key_id": id}
         with translated_errors(f"read {resource_type}/{id}"):
-            row = (await self.connection.execute(self._s.current_with_content, keys)).first()
-        if row is None:
+            rows = await self._db.fetch(self._sql.read_for_update, (resource_type, id))
+        if not rows:
             raise NotFound(f"{resource_type}/{id} not found")
-        if row.deleted:
-            raise Gone(f"{resource_type}/{id} was deleted (version {row.version_id})")
-        return StoredResource(resource_type, id, row.version_id, row.last_updated, False, row.content)
+        version_id, last_updated, deleted, content = rows[0]
+        if deleted:
+            raise Gone(f"{resource_type}/{id} was deleted (version {version_id})")
+        return StoredResource(resource_type, id, version_id, utc_from_db(last_updated), False, bytes(content))
 
     # --- events and projections -----------------------------------------------------------------
 
@@ -141,16 +135,25 @@ class Transaction:
         value: bytes,
         headers: Sequence[tuple[str, bytes]] = (),
     ) -> None:
-        """Queue an event; it becomes visible to the relay only if this transaction commits."""
+        """Queue an event; it becomes visible to the relay only if this transaction commits.
+
+        Events with the same key (a patient's id) leave in the order their transactions commit.
+        """
+        if self._sql.lock_outbox_key is not None and key is not None:
+            # seq is drawn at insert but transactions commit in any order, so on PostgreSQL a
+            # later seq can become visible first and the relay would publish one patient's
+            # events out of order. Holding a per-key lock until commit makes seq order and
+            # commit order agree for each key; transactions with other keys do not wait.
+            with translated_errors(f"outbox event {event_id}"):
+                await self._db.fetch(self._sql.lock_outbox_key, (_lock_id(key),))
         # latin-1 maps every byte to one code point and back, so any header value survives JSON
         # while ASCII ones (traceparent) stay readable in the table.
         encoded_headers = orjson.dumps([[name, value.decode("latin-1")] for name, value in headers])
-        row = {
-            "event_id": event_id, "topic": topic, "key": key, "value": value,
-            "headers": encoded_headers, "created_at": datetime.now(UTC), "published_at": None,
-        }  # fmt: skip
+        now = self._db.time(datetime.now(UTC))
         with translated_errors(f"outbox event {event_id}"):
-            await self.connection.execute(self._s.insert_outbox, row)
+            await self._db.execute(
+                self._sql.insert_outbox, (event_id, topic, key, value, encoded_headers, now)
+            )
         self.outbox_added = True
 
     async def claim_event(self, consumer: str, event_id: str) -> bool:
@@ -159,84 +162,89 @@ class Transaction:
         Call it in the same transaction as the handler's effect, so the effect and the claim
         commit (or roll back) together.
         """
-        row = {"consumer": consumer, "event_id": event_id, "processed_at": datetime.now(UTC)}
+        now = self._db.time(datetime.now(UTC))
         with translated_errors(f"inbox claim {consumer}/{event_id}"):
-            result = await self.connection.execute(self._s.insert_inbox, row)
-        return result.rowcount == 1
+            return await self._db.execute(self._sql.insert_inbox, (consumer, event_id, now)) == 1
 
     async def put_projection(self, name: str, key: str, version: int, data: bytes) -> bool:
-        """Store `data` at `version` unless a newer or equal version is already there.
+        """Store `data` at `version` unless an equal or newer version is already there.
 
         Events arrive at least once and a replay can bring old ones back: the version check
         makes the projection converge on the owner's latest state whatever the order.
         """
-        row = {
-            "name": name,
-            "key": key,
-            "version": version,
-            "data": data,
-            "change_count": 1,
-            "updated_at": datetime.now(UTC),
-        }
+        now = self._db.time(datetime.now(UTC))
         with translated_errors(f"projection {name}/{key}"):
-            result = await self.connection.execute(self._s.upsert_projection, row)
-        return result.rowcount == 1
+            return await self._db.execute(self._sql.upsert_projection, (name, key, version, data, now)) == 1
 
     # --- helpers --------------------------------------------------------------------------------
 
-    def _version(
-        self, resource: dict[str, Any], resource_type: str, resource_id: str, version_id: int, at: datetime
-    ) -> tuple[StoredResource, dict[str, Any]]:
-        doc = canonical_document(resource, resource_id, version_id, at)
-        return StoredResource(resource_type, resource_id, version_id, at, False, to_json(doc)), doc
+    async def _insert_first_version(
+        self, resource: dict[str, Any], resource_type: str, resource_id: str
+    ) -> StoredResource | None:
+        """Insert version 1; None if the id is taken."""
+        stored, doc = _new_version(resource, resource_type, resource_id, 1, next_timestamp(None))
+        if await self._db.execute(self._sql.insert_resource, self._version_row(stored)) != 1:
+            return None
+        await self._db.execute(self._sql.insert_history, self._version_row(stored))
+        await self._insert_index_rows(resource_type, resource_id, doc)
+        return stored
 
     async def _current(self, resource_type: str, resource_id: str) -> _Current | None:
-        row = (
-            await self.connection.execute(self._s.current, {"key_type": resource_type, "key_id": resource_id})
-        ).first()
-        return None if row is None else _Current(row.version_id, row.last_updated, row.deleted)
+        rows = await self._db.fetch(self._sql.current_version, (resource_type, resource_id))
+        if not rows:
+            return None
+        version_id, last_updated, deleted = rows[0]
+        return _Current(version_id, utc_from_db(last_updated), bool(deleted))
 
     async def _write_next_version(self, stored: StoredResource) -> None:
-        await self.connection.execute(
-            self._s.update_resource,
-            {
-                "key_type": stored.resource_type,
-                "key_id": stored.id,
-                "version_id": stored.version_id,
-                "last_updated": stored.last_updated,
-                "deleted": stored.deleted,
-                "content": stored.content,
-            },
-        )
-        await self.connection.execute(self._s.insert_history, _row(stored))
+        at = self._db.time(stored.last_updated)
+        params = (stored.version_id, at, stored.deleted, stored.content, stored.resource_type, stored.id)
+        await self._db.execute(self._sql.update_resource, params)
+        await self._db.execute(self._sql.insert_history, self._version_row(stored))
+
+    def _version_row(self, stored: StoredResource) -> tuple[Any, ...]:
+        at = self._db.time(stored.last_updated)
+        return (stored.resource_type, stored.id, stored.version_id, at, stored.deleted, stored.content)
 
     async def _insert_index_rows(self, resource_type: str, resource_id: str, doc: dict[str, Any]) -> None:
         params = self._params_for(resource_type)
         if not params:
             return
-        rows = extract_index_rows(doc, params)
-        for kind, values in _index_values(rows, resource_type, resource_id).items():
-            if values:  # one executemany per table
-                await self.connection.execute(self._s.insert_index[kind], values)
+        rows_by_kind = self._index_rows(extract_index_rows(doc, params), resource_type, resource_id)
+        for kind, rows in rows_by_kind.items():
+            if rows:  # one executemany per table
+                await self._db.executemany(self._sql.insert_index[kind], rows)
+
+    def _index_rows(
+        self, rows: IndexRows, resource_type: str, resource_id: str
+    ) -> dict[str, list[tuple[Any, ...]]]:
+        time = self._db.time
+        return {
+            "token": [(resource_type, resource_id, *row) for row in rows.token],
+            "string": [(resource_type, resource_id, *row) for row in rows.string],
+            "date": [(resource_type, resource_id, p, time(lo), time(hi)) for p, lo, hi in rows.date],
+            "reference": [(resource_type, resource_id, *row) for row in rows.reference],
+        }
 
     async def _delete_index_rows(self, resource_type: str, resource_id: str) -> None:
         kinds = {param.type for param in self._params_for(resource_type)}
-        keys = {"key_type": resource_type, "key_id": resource_id}
         for kind in INDEX_KINDS:
             if kind in kinds:  # tables this type never writes to have nothing to delete
-                await self.connection.execute(self._s.delete_index[kind], keys)
+                await self._db.execute(self._sql.delete_index[kind], (resource_type, resource_id))
 
 
-def _index_values(rows: IndexRows, resource_type: str, resource_id: str) -> dict[str, list[dict[str, Any]]]:
-    base = {"resource_type": resource_type, "resource_id": resource_id}
-    return {
-        "token": [{**base, "param": p, "system": s, "code": c} for p, s, c in rows.token],
-        "string": [{**base, "param": p, "value": v} for p, v in rows.string],
-        "date": [{**base, "param": p, "low": lo, "high": hi} for p, lo, hi in rows.date],
-        "reference": [
-            {**base, "param": p, "target_type": tt, "target_id": ti} for p, tt, ti in rows.reference
-        ],
-    }
+def _new_version(
+    resource: dict[str, Any], resource_type: str, resource_id: str, version_id: int, at: datetime
+) -> tuple[StoredResource, dict[str, Any]]:
+    doc = canonical_document(resource, resource_id, version_id, at)
+    return StoredResource(resource_type, resource_id, version_id, at, False, to_json(doc)), doc
+
+
+def _lock_id(key: bytes) -> int:
+    """A signed 64-bit advisory-lock id for an outbox key."""
+    return int.from_bytes(
+        hashlib.blake2b(key, digest_size=8, person=b"cb.outbox").digest(), "big", signed=True
+    )
 
 
 def _check_version(label: str, current: _Current | None, if_match: int | None) -> None:
@@ -246,14 +254,3 @@ def _check_version(label: str, current: _Current | None, if_match: int | None) -
         raise PreconditionFailed(f"{label} does not exist, so it cannot be at version {if_match}")
     if current.version_id != if_match:
         raise PreconditionFailed(f"{label} is at version {current.version_id}, not {if_match}")
-
-
-def _row(stored: StoredResource) -> dict[str, Any]:
-    return {
-        "resource_type": stored.resource_type,
-        "id": stored.id,
-        "version_id": stored.version_id,
-        "last_updated": stored.last_updated,
-        "deleted": stored.deleted,
-        "content": stored.content,
-    }

@@ -18,6 +18,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
 from shared.events import CloudEvent, topics
 from shared.events.producer import ensure_topics, start_producer
@@ -97,10 +98,10 @@ async def producer(settings: ServiceSettings) -> AsyncIterator[AIOKafkaProducer]
 async def test_relay_publishes_outbox_rows_in_order_with_trace_headers_and_marks_them(
     settings: ServiceSettings,
     producer: AIOKafkaProducer,
-    sqlite_url: str,
+    database_url: str,
     recorded_spans: InMemorySpanExporter,
 ) -> None:
-    store = await Store.open(sqlite_url)
+    store = await Store.open(database_url)
     relay = OutboxRelay(store, producer, settings)
     store.outbox_listener = relay.notify
     await relay.start()
@@ -120,10 +121,16 @@ async def test_relay_publishes_outbox_rows_in_order_with_trace_headers_and_marks
         got = [CloudEvent.from_json(r.value).id for r in records if r.key == key.encode()]
         assert got == [e.id for k, e in events if k == key]
     request = request_span.get_span_context()
+    publish_spans = {
+        format(span.context.span_id, "016x")
+        for span in recorded_spans.get_finished_spans()
+        if span.kind == SpanKind.PRODUCER and span.context and span.context.trace_id == request.trace_id
+    }
     for record in records:
         _version, trace_id, parent_id, _flags = dict(record.headers)["traceparent"].decode().split("-")
         assert trace_id == format(request.trace_id, "032x")
-        assert parent_id != format(request.span_id, "016x")  # the relay's PRODUCER span is the parent
+        assert parent_id in publish_spans  # the relay's "publish" span, child of the request's
+    assert len(publish_spans) == 10
 
 
 async def test_rows_written_before_the_relay_started_are_published_by_a_relay_on_a_reopened_store(
@@ -219,3 +226,20 @@ async def test_a_crash_between_publishing_and_marking_republishes_the_rows_on_re
     records = await read_topic(settings, settings.topic(topics.PATIENT), 4)
     ids = [e.id for _, e in events]
     assert [CloudEvent.from_json(r.value).id for r in records] == ids + ids  # at least once
+
+
+async def test_an_event_larger_than_kafkas_default_one_mib_limit_is_published(
+    settings: ServiceSettings, producer: AIOKafkaProducer, sqlite_url: str
+) -> None:
+    store = await Store.open(sqlite_url)
+    big = CloudEvent(type="t", source="test", data={"text": "x" * 3_000_000})
+    await enqueue(store, settings, [("patient-8", big)])
+    relay = OutboxRelay(store, producer, settings)
+    await relay.start()
+    try:
+        await relay.drain(timeout=10)
+    finally:
+        await relay.stop()
+        await store.close()
+    [record] = await read_topic(settings, settings.topic(topics.PATIENT), 1)
+    assert CloudEvent.from_json(record.value).id == big.id

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import asyncpg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -74,6 +75,29 @@ async def test_extra_migrations_of_another_component_are_applied_once_in_version
     assert again.applied_migrations == []
     assert [tuple(r) for r in recorded] == [("store", 1), ("test.archive", 1), ("test.archive", 2)]
     assert [tuple(r) for r in rows] == [("a", "n")]
+
+
+async def test_a_services_own_table_commits_and_rolls_back_with_the_store_writes(database_url: str) -> None:
+    store = await Store.open(database_url, extra_migrations=archive_migrations([]))
+    async with store.transaction() as tx:
+        await tx.connection.execute(ARCHIVE.insert().values(id="kept", body=b"1"))
+        await tx.create({"resourceType": "Patient"}, id="kept")
+    with pytest.raises(RuntimeError):
+        async with store.transaction() as tx:
+            await tx.create({"resourceType": "Patient"}, id="lost")
+            await tx.connection.execute(ARCHIVE.insert().values(id="lost", body=b"2"))
+            raise RuntimeError("after both writes")
+    with pytest.raises(sa.exc.IntegrityError):  # a service's own constraint surfaces as it is
+        async with store.transaction() as tx:
+            await tx.create({"resourceType": "Patient"}, id="also-lost")
+            await tx.connection.execute(ARCHIVE.insert().values(id="kept", body=b"3"))
+    async with store.engine.connect() as conn:
+        archived = (await conn.execute(sa.select(ARCHIVE.c.id))).scalars().all()
+        patients = (await conn.execute(sa.select(store.tables.resources.c.id))).scalars().all()
+    await store.close()
+
+    assert archived == ["kept"]
+    assert patients == ["kept"]
 
 
 async def test_a_failing_migration_leaves_nothing_behind(sqlite_url: str) -> None:
@@ -216,22 +240,21 @@ async def test_reads_writes_and_ping_recover_after_the_server_drops_every_connec
     async with store.transaction() as tx:
         await tx.create({"resourceType": "Patient"}, id="survivor")
     await asyncio.gather(*(store.read("Patient", "survivor") for _ in range(4)))  # fill the read pool
-    async with store.engine.connect() as conn:
-        name = (await conn.execute(sa.text("SELECT current_database()"))).scalar_one()
-        # What a restart or failover does: every other session on this database ends.
-        await conn.execute(
-            sa.text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = :n AND pid <> pg_backend_pid()"
-            ),
-            {"n": name},
-        )
+    # What a restart or failover does: every session on the database ends, pooled ones included.
+    admin = await asyncpg.connect(postgres_url.replace("postgresql+asyncpg://", "postgresql://"))
     try:
-        assert (await store.read("Patient", "survivor")).version_id == 1
-        await store.ping()
-        async with store.transaction() as tx:
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await admin.close()
+    try:
+        async with store.transaction() as tx:  # the pooled connection is dead: begin retries
             await tx.update({"resourceType": "Patient", "id": "survivor"})
-        assert (await store.read("Patient", "survivor")).version_id == 2
+        assert (await store.read("Patient", "survivor")).version_id == 2  # so are the readers
+        await store.ping()
+        assert len(await store.search("Patient", token={"identifier": ("urn:x", "")})) == 0
     finally:
         await store.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -172,3 +173,38 @@ async def test_projection_versions_may_exceed_32_bits(store: Store) -> None:
 
     stored = await store.get_projection("patients", "p1")
     assert stored is not None and stored.version == version
+
+
+async def test_on_postgresql_a_patients_events_become_pending_in_commit_order(postgres_url: str) -> None:
+    store = await Store.open(postgres_url)
+    first_added, release_first = asyncio.Event(), asyncio.Event()
+
+    async def slow_first() -> None:
+        async with store.transaction() as tx:
+            await add_event(tx, 1, key=b"patient-1")
+            first_added.set()
+            await release_first.wait()
+
+    async def same_patient() -> None:
+        async with store.transaction() as tx:
+            await add_event(tx, 2, key=b"patient-1")
+
+    async def other_patient() -> None:
+        async with store.transaction() as tx:
+            await add_event(tx, 3, key=b"patient-2")
+
+    try:
+        first = asyncio.create_task(slow_first())
+        await first_added.wait()
+        second = asyncio.create_task(same_patient())
+        await asyncio.wait_for(other_patient(), 5)  # another key does not wait
+        await asyncio.sleep(0.2)
+        assert not second.done()  # same key waits for the first transaction to commit
+        release_first.set()
+        await asyncio.wait_for(asyncio.gather(first, second), 5)
+        pending = await store.outbox_pending(10)
+    finally:
+        await store.close()
+
+    by_event = {r.event_id: r.seq for r in pending}
+    assert by_event["e1"] < by_event["e2"]

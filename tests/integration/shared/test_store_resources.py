@@ -7,6 +7,7 @@ from datetime import UTC
 
 import orjson
 import pytest
+from sqlalchemy import select
 
 from shared.errors import Conflict, Gone, InvalidInput, NotFound, PreconditionFailed
 from shared.store import Store
@@ -284,3 +285,20 @@ async def test_history_timestamps_come_back_as_utc(store: Store) -> None:
 
     (only,) = await store.history("Patient", "tz")
     assert only.last_updated.tzinfo == UTC
+
+
+async def test_timestamps_the_store_writes_compare_correctly_in_sqlalchemy_queries(store: Store) -> None:
+    async with store.transaction() as tx:
+        created = await tx.create(patient(), id="ts")
+    r = store.tables.resources
+    async with store.engine.connect() as conn:
+        stored = (await conn.execute(select(r.c.last_updated).where(r.c.id == "ts"))).scalar_one()
+        same_or_later = (
+            (await conn.execute(select(r.c.id).where(r.c.last_updated >= created.last_updated)))
+            .scalars()
+            .all()
+        )
+        later = (await conn.execute(select(r.c.id).where(r.c.last_updated > created.last_updated))).all()
+
+    assert stored == created.last_updated
+    assert same_or_later == ["ts"] and later == []

@@ -1,0 +1,1 @@
+"""`make bench`: benchmarks against a CareBridge stack the harness starts itself (see bench/run.py)."""
