@@ -250,7 +250,8 @@ def mllp_phase(b: Bench, messages: list[hl7_bench.CorpusMessage], target: fhir_b
             "ms",
             Baseline("bare read p99 at the same rate", floor.p99_ms, "ms"),
             f"{fig.ack_rate_note}, 16 connections, {d:g} s after {w:g} s warm-up; "
-            f"p50 {fig.ack.p50_ms or 0:.2f} ms, achieved {fig.ack.rps:,.0f} msgs/s; from each message's due time{_errors(fig.ack)}",
+            f"p50 {fig.ack.p50_ms or 0:.2f} ms, achieved {fig.ack.rps:,.0f} msgs/s; "
+            f"from each message's due time{_errors(fig.ack)}",
         )
     )
     b.log(

@@ -124,25 +124,8 @@ def bare_server(target: fhir_bench.ReadTarget, workdir: Path) -> Iterator[Endpoi
         "BENCH_BARE_ETAG": target.etag,
         "BENCH_BARE_LAST_MODIFIED": target.last_modified,
     }
-    argv = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "bench.bare_app:app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--loop",
-        "uvloop",
-        "--http",
-        "httptools",
-        "--workers",
-        "1",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
+    server = "bench.bare_app:app --host 127.0.0.1 --loop uvloop --http httptools --workers 1 --no-access-log"
+    argv = [sys.executable, "-m", "uvicorn", *server.split(), "--port", str(port), "--log-level", "warning"]
     repo = Path(__file__).resolve().parents[1]
     process = devstack.ManagedProcess.spawn("bare", argv, env=env, log_path=workdir / "bare.log", cwd=repo)
     try:
@@ -226,18 +209,20 @@ def main() -> int:
     background = cpu_busy_fraction(1.0)
     machine = machine_info(background)
     workdir = Path(tempfile.mkdtemp(prefix="carebridge-bench-"))
-    ok = False
+    keep = config.keep_data
     try:
         metrics = measure(config, workdir)
-        ok = True
     except KeyboardInterrupt:
         print("\ninterrupted; the stack was stopped", file=sys.stderr)
         return 130
+    except BaseException:
+        keep = True  # the service logs say why
+        raise
     finally:
-        if ok and not config.keep_data:
-            shutil.rmtree(workdir, ignore_errors=True)
-        else:
+        if keep:
             print(f"data and service logs kept in {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
     ordered = [metrics[name] for name in ORDER if name in metrics]
     print()
     print(format_table(ordered))

@@ -63,9 +63,7 @@ class Principal:
 
     def allows(self, resource_type: str, interaction: str) -> bool:
         letter = INTERACTION_PERMISSION[interaction]
-        return any(
-            s.resource_type in ("*", resource_type) and letter in s.permissions for s in self.scopes
-        )
+        return any(s.resource_type in ("*", resource_type) and letter in s.permissions for s in self.scopes)
 
     def require(self, resource_type: str, interaction: str) -> None:
         if not self.allows(resource_type, interaction):

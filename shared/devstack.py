@@ -73,7 +73,7 @@ class ManagedProcess:
         log_path: Path | None = None,
         cwd: str | Path | None = None,
     ) -> ManagedProcess:
-        out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - owned by the child
+        out = open(log_path, "ab") if log_path else subprocess.DEVNULL
         popen = subprocess.Popen(
             list(argv),
             env=env,
@@ -141,8 +141,16 @@ def start_tansu(host: str = "127.0.0.1", port: int | None = None, log_path: Path
     url = f"tcp://{host}:{port}"
     proc = ManagedProcess.spawn(
         "tansu",
-        [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-         "--storage-engine", "memory://tansu/"],
+        [
+            tansu_binary(),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ],
         env={**os.environ, "RUST_LOG": os.environ.get("TANSU_LOG", "warn")},
         log_path=log_path,
     )
@@ -203,8 +211,19 @@ def ensure_redis(url: str | None = None, log_path: Path | None = None) -> RedisS
     workdir = tempfile.TemporaryDirectory(prefix="carebridge-redis-")
     proc = ManagedProcess.spawn(
         "redis",
-        [redis_server_binary(), "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-         "--appendonly", "no", "--dir", workdir.name],
+        [
+            redis_server_binary(),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir.name,
+        ],
         log_path=log_path,
     )
     wait_for_port("127.0.0.1", port, proc=proc)

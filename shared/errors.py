@@ -19,7 +19,9 @@ class CareBridgeError(Exception):
     #: True when trying again later may succeed (a broker or database hiccup).
     retriable = False
 
-    def __init__(self, diagnostics: str, *, expression: list[str] | None = None, issue_code: str | None = None):
+    def __init__(
+        self, diagnostics: str, *, expression: list[str] | None = None, issue_code: str | None = None
+    ):
         super().__init__(diagnostics)
         self.diagnostics = diagnostics
         self.expression = expression

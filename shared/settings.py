@@ -122,7 +122,9 @@ class GatewaySettings(ServiceSettings):
     #: HS256 secret for development tokens (`carebridge token`). Empty disables HS256.
     jwt_hs256_secret: str = Field(
         default=DEVELOPMENT_JWT_SECRET,
-        validation_alias=AliasChoices("jwt_hs256_secret", "GATEWAY_JWT_HS256_SECRET", "CAREBRIDGE_DEV_JWT_SECRET"),
+        validation_alias=AliasChoices(
+            "jwt_hs256_secret", "GATEWAY_JWT_HS256_SECRET", "CAREBRIDGE_DEV_JWT_SECRET"
+        ),
     )
     #: JWKS document URL for RS256 tokens in production.
     jwt_jwks_url: str | None = None
@@ -132,7 +134,11 @@ class GatewaySettings(ServiceSettings):
 
     def check_safe_to_serve(self) -> None:
         """Refuse the public development secret anywhere but on loopback."""
-        if self.jwt_hs256_secret == DEVELOPMENT_JWT_SECRET and self.host not in ("127.0.0.1", "localhost", "::1"):
+        if self.jwt_hs256_secret == DEVELOPMENT_JWT_SECRET and self.host not in (
+            "127.0.0.1",
+            "localhost",
+            "::1",
+        ):
             raise ValueError(
                 "GATEWAY_JWT_HS256_SECRET is the public development secret but GATEWAY_HOST is "
                 f"{self.host}: set a secret of your own, or leave it empty and use GATEWAY_JWT_JWKS_URL"

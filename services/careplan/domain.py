@@ -14,4 +14,3 @@ _KEPT = ("id", "identifier", "name", "birthDate", "gender", "active", "link")
 
 def caseload_patient(patient: dict[str, Any]) -> dict[str, Any]:
     return {k: patient[k] for k in _KEPT if k in patient}
-

@@ -53,7 +53,12 @@ def build_router(state: GatewayState, settings: GatewaySettings) -> APIRouter:
         check_accept(request)
         body = await read_body(request, settings.max_body_bytes)
         return await state.clients.forward(
-            target.service, request.method, path, request.url.query, request.headers, body,
+            target.service,
+            request.method,
+            path,
+            request.url.query,
+            request.headers,
+            body,
             public_base(request, settings),
         )
 

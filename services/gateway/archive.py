@@ -16,11 +16,10 @@ from datetime import UTC, datetime
 import redis.asyncio as aioredis
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.gateway import domain
 from shared.settings import ServiceSettings
-from shared.store import Migration, Store
+from shared.store import Migration, Store, UtcDateTime, create_tables
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +31,7 @@ hl7_messages = sa.Table(
     "hl7_messages",
     metadata,
     sa.Column("id", sa.String(36), primary_key=True),
-    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("received_at", UtcDateTime(), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),  # accepted | rejected
     # Set only for accepted messages: a rejected message may be corrected and resent.
     sa.Column("dedup_facility", sa.String(255)),
@@ -51,11 +50,7 @@ hl7_messages = sa.Table(
 )
 
 
-async def _create_archive(conn: AsyncConnection) -> None:
-    await conn.run_sync(lambda sync_conn: metadata.create_all(sync_conn, tables=[hl7_messages]))
-
-
-MIGRATIONS = (Migration("gateway.hl7", 1, _create_archive, "HL7 v2 message archive"),)
+MIGRATIONS = (Migration("gateway.hl7", 1, create_tables(hl7_messages), "HL7 v2 message archive"),)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +98,9 @@ class MessageArchive:
         except IntegrityError:
             return await self._duplicate(header)
         await self._remember(header, ack)
-        log.info("hl7 accepted type=%s^%s archive_id=%s", header.message_type, header.trigger_event, archive_id)
+        log.info(
+            "hl7 accepted type=%s^%s archive_id=%s", header.message_type, header.trigger_event, archive_id
+        )
         return Received(ack, "accepted", archive_id)
 
     async def _duplicate(self, header: domain.MessageHeader) -> Received:
@@ -126,7 +123,9 @@ class MessageArchive:
         self, message: bytes, transport: str, header: domain.MessageHeader | None, exc: domain.HeaderError
     ) -> Received:
         archive_id = str(uuid.uuid4())
-        ack = domain.build_ack(header, domain.REJECT, archive_id, error=(exc.condition, exc.detail, exc.location))
+        ack = domain.build_ack(
+            header, domain.REJECT, archive_id, error=(exc.condition, exc.detail, exc.location)
+        )
         async with self._store.transaction() as tx:
             await tx.connection.execute(
                 hl7_messages.insert().values(

@@ -25,7 +25,9 @@ ERR_UNSUPPORTED_VERSION = ("203", "Unsupported version id")
 ERR_APPLICATION_INTERNAL = ("207", "Application internal error")
 
 #: Versions whose ACK structure the gateway produces (MSH-12).
-SUPPORTED_VERSIONS = frozenset({"2.1", "2.2", "2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8"})
+SUPPORTED_VERSIONS = frozenset(
+    {"2.1", "2.2", "2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8"}
+)
 #: MSH-11 processing ids: P production, T training, D debugging (HL7 table 0103).
 SUPPORTED_PROCESSING_IDS = frozenset({"P", "T", "D"})
 
@@ -133,9 +135,13 @@ def check_header(h: MessageHeader) -> None:
     # MSH-11 is required by the standard but often left empty (a third of the public corpus samples):
     # an empty one is taken as production; an unknown one is refused.
     if h.processing_id and h.processing_id not in SUPPORTED_PROCESSING_IDS:
-        raise HeaderError(ERR_UNSUPPORTED_PROCESSING_ID, f"MSH-11 processing id {h.processing_id!r}", "MSH^1^11")
+        raise HeaderError(
+            ERR_UNSUPPORTED_PROCESSING_ID, f"MSH-11 processing id {h.processing_id!r}", "MSH^1^11"
+        )
     if h.version not in SUPPORTED_VERSIONS:
-        raise HeaderError(ERR_UNSUPPORTED_VERSION, f"MSH-12 version {h.version!r} is not supported", "MSH^1^12")
+        raise HeaderError(
+            ERR_UNSUPPORTED_VERSION, f"MSH-12 version {h.version!r} is not supported", "MSH^1^12"
+        )
 
 
 def _escape(text: str, fs: str, enc: str) -> str:
@@ -164,18 +170,39 @@ def build_ack(
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%d%H%M%S+0000")
     version = header.version if header else "2.5.1"
     trigger = header.trigger_event if header else ""
-    msh = fs.join([
-        "MSH", enc, RECEIVING_APPLICATION, RECEIVING_FACILITY,
-        header.sending_application if header else "", header.sending_facility if header else "",
-        stamp, "", f"ACK{comp}{trigger}{comp}ACK", ack_control_id,
-        (header.processing_id if header else "") or "P", version,
-    ])
+    msh = fs.join(
+        [
+            "MSH",
+            enc,
+            RECEIVING_APPLICATION,
+            RECEIVING_FACILITY,
+            header.sending_application if header else "",
+            header.sending_facility if header else "",
+            stamp,
+            "",
+            f"ACK{comp}{trigger}{comp}ACK",
+            ack_control_id,
+            (header.processing_id if header else "") or "P",
+            version,
+        ]
+    )
     segments = [msh, fs.join(["MSA", code, header.control_id if header else ""])]
     if error:
         (err_code, err_text), message, location = error
         severity = "E"
-        segments.append(fs.join([
-            "ERR", "", location, f"{err_code}{comp}{err_text}{comp}HL70357", severity,
-            "", "", "", _escape(message, fs, enc),
-        ]))
+        segments.append(
+            fs.join(
+                [
+                    "ERR",
+                    "",
+                    location,
+                    f"{err_code}{comp}{err_text}{comp}HL70357",
+                    severity,
+                    "",
+                    "",
+                    "",
+                    _escape(message, fs, enc),
+                ]
+            )
+        )
     return ("\r".join(segments) + "\r").encode()

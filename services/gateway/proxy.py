@@ -20,8 +20,15 @@ from shared.fhir.router import FORWARDED_BASE_HEADER
 from shared.telemetry import http_headers_from_context
 
 #: Request headers a client may send that the owning service needs.
-_FORWARD_REQUEST_HEADERS = ("content-type", "accept", "if-match", "if-none-match", "if-none-exist",
-                            "if-modified-since", "prefer")
+_FORWARD_REQUEST_HEADERS = (
+    "content-type",
+    "accept",
+    "if-match",
+    "if-none-match",
+    "if-none-exist",
+    "if-modified-since",
+    "prefer",
+)
 #: Response headers the client gets back.
 _FORWARD_RESPONSE_HEADERS = ("content-type", "etag", "last-modified", "location", "content-location")
 
@@ -69,7 +76,8 @@ class ServiceClients:
     def __init__(self, urls: dict[str, str], timeout_s: float = 30.0):
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
         self._clients = {
-            name: httpx.AsyncClient(base_url=url, timeout=timeout_s, limits=limits) for name, url in urls.items()
+            name: httpx.AsyncClient(base_url=url, timeout=timeout_s, limits=limits)
+            for name, url in urls.items()
         }
 
     async def aclose(self) -> None:
@@ -83,9 +91,13 @@ class ServiceClients:
         outgoing.update(http_headers_from_context())
         url = f"/fhir/{path}" + (f"?{query}" if query else "")
         try:
-            upstream = await self._clients[service].request(method, url, content=body or None, headers=outgoing)
+            upstream = await self._clients[service].request(
+                method, url, content=body or None, headers=outgoing
+            )
         except httpx.TransportError as exc:
-            raise DependencyUnavailable(f"The {service} service is unavailable ({type(exc).__name__})") from None
+            raise DependencyUnavailable(
+                f"The {service} service is unavailable ({type(exc).__name__})"
+            ) from None
         back = {k: v for k in _FORWARD_RESPONSE_HEADERS if (v := upstream.headers.get(k)) is not None}
         return Response(upstream.content, upstream.status_code, back)
 

@@ -37,11 +37,22 @@ def dlq_of(topic: str) -> str:
 TOPIC_BY_RESOURCE_TYPE: Final[dict[str, str]] = {
     **dict.fromkeys(("Patient", "RelatedPerson", "Consent", "Flag"), PATIENT),
     "Encounter": ENCOUNTER,
-    **dict.fromkeys(("Observation", "Condition", "Questionnaire", "QuestionnaireResponse", "RiskAssessment"), CLINICAL),
+    **dict.fromkeys(
+        ("Observation", "Condition", "Questionnaire", "QuestionnaireResponse", "RiskAssessment"), CLINICAL
+    ),
     **dict.fromkeys(("CarePlan", "Goal", "CareTeam", "Appointment"), CAREPLAN),
     **dict.fromkeys(
-        ("ServiceRequest", "Task", "Organization", "HealthcareService", "Location", "Practitioner",
-         "PractitionerRole", "Endpoint", "Subscription"),
+        (
+            "ServiceRequest",
+            "Task",
+            "Organization",
+            "HealthcareService",
+            "Location",
+            "Practitioner",
+            "PractitionerRole",
+            "Endpoint",
+            "Subscription",
+        ),
         REFERRAL,
     ),
     "AuditEvent": AUDIT,
@@ -61,7 +72,7 @@ def parse_resource_event_type(event_type: str) -> tuple[str, str] | None:
     """(resource_type, action) of a resource lifecycle event type, or None for other types."""
     if not event_type.startswith(EVENT_TYPE_PREFIX):
         return None
-    parts = event_type[len(EVENT_TYPE_PREFIX):].split(".")
+    parts = event_type[len(EVENT_TYPE_PREFIX) :].split(".")
     if len(parts) != 3:
         return None
     return parts[0], parts[1]

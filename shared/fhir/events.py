@@ -29,7 +29,7 @@ def patient_id_of(resource_type: str, resource: dict[str, Any]) -> str | None:
         if isinstance(ref, dict):
             text = ref.get("reference")
             if isinstance(text, str) and text.startswith("Patient/"):
-                return text[len("Patient/"):].split("/", 1)[0]
+                return text[len("Patient/") :].split("/", 1)[0]
     return None
 
 
@@ -44,7 +44,9 @@ async def enqueue_resource_event(
     rtype = stored.resource_type
     if stored.deleted:
         # A deleted version has no content; consumers still need to know which version it was.
-        body = orjson.dumps({"resourceType": rtype, "id": stored.id, "meta": {"versionId": str(stored.version_id)}})
+        body = orjson.dumps(
+            {"resourceType": rtype, "id": stored.id, "meta": {"versionId": str(stored.version_id)}}
+        )
     else:
         body = stored.content
     event = CloudEvent(

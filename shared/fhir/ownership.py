@@ -8,13 +8,28 @@ from typing import Final
 OWNED_TYPES: Final[dict[str, tuple[str, ...]]] = {
     "gateway": ("AuditEvent",),
     "intake": (
-        "Patient", "RelatedPerson", "Encounter", "Condition", "Observation", "Questionnaire",
-        "QuestionnaireResponse", "RiskAssessment", "Flag", "Consent",
+        "Patient",
+        "RelatedPerson",
+        "Encounter",
+        "Condition",
+        "Observation",
+        "Questionnaire",
+        "QuestionnaireResponse",
+        "RiskAssessment",
+        "Flag",
+        "Consent",
     ),
     "careplan": ("CarePlan", "Goal", "CareTeam", "Appointment"),
     "referral": (
-        "ServiceRequest", "Task", "Organization", "HealthcareService", "Location", "Practitioner",
-        "PractitionerRole", "Endpoint", "Subscription",
+        "ServiceRequest",
+        "Task",
+        "Organization",
+        "HealthcareService",
+        "Location",
+        "Practitioner",
+        "PractitionerRole",
+        "Endpoint",
+        "Subscription",
     ),
 }
 

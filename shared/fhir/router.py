@@ -71,8 +71,9 @@ class ResourceService:
             if name not in _SEARCH_PARAMS:
                 raise InvalidInput(f"Search parameter {name!r} is not supported on {resource_type}")
             if name == "identifier":
+                # FHIR token forms: system|code, |code (no system: store's ""), code (any system)
                 system, sep, code = value.rpartition("|")
-                token["identifier"] = ((system or None) if sep else None, code)
+                token["identifier"] = (system if sep else None, code)
             elif name == "name":
                 string["name"] = value
             elif name == "_id":
@@ -98,8 +99,8 @@ def _parse_count(value: str) -> int:
         count = int(value)
     except ValueError:
         raise InvalidInput(f"_count must be a whole number, not {value!r}") from None
-    if count < 0:
-        raise InvalidInput("_count must not be negative")
+    if count < 1:
+        raise InvalidInput("_count must be at least 1")
     return min(count, _MAX_COUNT)
 
 

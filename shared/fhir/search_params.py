@@ -80,7 +80,11 @@ SEARCH_PARAMETERS: dict[str, tuple[SearchParam, ...]] = {
         _p("active", "token", "active"),
         *_TELECOM,
         *_ADDRESS,
-        _ref("general-practitioner", "generalPractitioner", to=("Practitioner", "PractitionerRole", "Organization")),
+        _ref(
+            "general-practitioner",
+            "generalPractitioner",
+            to=("Practitioner", "PractitionerRole", "Organization"),
+        ),
         _ref("organization", "managingOrganization", to=("Organization",)),
         _ref("link", "link.other", to=("Patient", "RelatedPerson")),
     ),
@@ -102,7 +106,9 @@ SEARCH_PARAMETERS: dict[str, tuple[SearchParam, ...]] = {
         _p("reason-code", "token", "reasonCode"),
         _ref("location", "location.location", to=("Location",)),
         _ref("service-provider", "serviceProvider", to=("Organization",)),
-        _ref("participant", "participant.individual", to=("Practitioner", "PractitionerRole", "RelatedPerson")),
+        _ref(
+            "participant", "participant.individual", to=("Practitioner", "PractitionerRole", "RelatedPerson")
+        ),
     ),
     "Condition": (
         _p("identifier", "token", "identifier"),

@@ -17,7 +17,7 @@ import datetime
 import decimal
 import typing
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
@@ -73,7 +73,7 @@ def _classify(annotation: Any) -> tuple[str, type | None]:
     return "any", None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _fields(model: type) -> dict[str, _Field]:
     table: dict[str, _Field] = {}
     for name, info in model.model_fields.items():  # type: ignore[attr-defined]
@@ -103,7 +103,12 @@ _JSON_TYPE_OK = {
     "decimal": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
     "str": lambda v: isinstance(v, str),
 }
-_JSON_TYPE_NAME = {"bool": "a JSON boolean", "int": "a JSON integer", "decimal": "a JSON number", "str": "a JSON string"}
+_JSON_TYPE_NAME = {
+    "bool": "a JSON boolean",
+    "int": "a JSON integer",
+    "decimal": "a JSON number",
+    "str": "a JSON string",
+}
 
 
 def _check(obj: dict[str, Any], model: type, path: str, issues: list[tuple[str, str]]) -> None:

@@ -14,6 +14,8 @@ What it offers:
 - `Migration` and `create_tables`: a service's own tables, applied once per database after
   the store's own (`Store.open(url, extra_migrations=...)`).
 - `StoredResource`, `OutboxRecord`, `Projection`: the immutable records reads hand back.
+- `UtcDateTime`: a column type that keeps timezone-aware UTC datetimes on both databases
+  (plain `DateTime(timezone=True)` comes back naive from SQLite), for services' own tables.
 - `extract_index_rows` / `normalize_string`: the pure functions that turn a resource into
   search-index rows (`normalize_string` is the form string search compares).
 
@@ -27,6 +29,7 @@ and DependencyUnavailable (retriable) when the database cannot be reached or is 
 from shared.store.indexing import IndexRows, extract_index_rows, normalize_string
 from shared.store.migrations import Migration, create_tables
 from shared.store.records import OutboxRecord, Projection, StoredResource
+from shared.store.schema import UtcDateTime
 from shared.store.store import Store
 from shared.store.transaction import Transaction
 
@@ -38,6 +41,7 @@ __all__ = [
     "Store",
     "StoredResource",
     "Transaction",
+    "UtcDateTime",
     "create_tables",
     "extract_index_rows",
     "normalize_string",

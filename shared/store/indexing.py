@@ -13,11 +13,14 @@ type. What each FHIR data type contributes follows the R4 search rules
   `normalize_string` so that search is case- and accent-insensitive.
 - date: date, dateTime, instant or Period -> a UTC range [low, high) whose width is the
   precision of the value ("1980" covers the whole year). `high` is exclusive throughout;
-  an open Period end is `DATE_MAX`, an open start `DATE_MIN`.
-- reference: "Patient/123" (also absolute or versioned) -> ("Patient", "123"). Contained
-  ("#x") and logical (urn:) references are not indexed.
+  an open Period end is `DATE_MAX`, an open start `DATE_MIN`. A Timing yields each event and
+  its repeat.boundsPeriod.
+- reference: "Patient/123" (also absolute or versioned) -> ("Patient", "123"), kept only if
+  the type is one of the parameter's `targets` (when it has any). Contained ("#x") and logical
+  (urn:) references are not indexed.
+- uri: the value, exactly, in the token table with no system (a uri matches like a code).
 
-number, quantity and uri parameters have no index table yet and are skipped.
+number and quantity parameters have no index table yet and are skipped.
 """
 
 from __future__ import annotations
@@ -76,13 +79,25 @@ def extract_index_rows(resource: dict[str, Any], params: Sequence[SearchParam]) 
             rows.token.extend(
                 _unique((param.name, s, c) for v in values for s, c in token_values(v, param.name))
             )
+        elif param.type == "uri":
+            # A uri matches exactly, as a token code does: it shares the token table.
+            rows.token.extend(
+                _unique((param.name, None, _cap(v)) for v in values if isinstance(v, str) and v)
+            )
         elif param.type == "string":
             rows.string.extend(_unique((param.name, s) for v in values for s in string_values(v)))
         elif param.type == "date":
             rows.date.extend(_unique((param.name, lo, hi) for v in values for lo, hi in date_ranges(v)))
         elif param.type == "reference":
+            # With targets, R4 restricts the parameter by type: `patient` is
+            # subject.where(resolve() is Patient).
             rows.reference.extend(
-                _unique((param.name, t, i) for v in values for t, i in reference_targets(v))
+                _unique(
+                    (param.name, t, i)
+                    for v in values
+                    for t, i in reference_targets(v)
+                    if not param.targets or t in param.targets
+                )
             )
     return rows
 
@@ -172,10 +187,16 @@ def date_ranges(value: Any) -> Iterator[tuple[datetime, datetime]]:
         bounds = parse_date_range(value)
         if bounds is not None:
             yield bounds
-    elif isinstance(value, dict) and ("start" in value or "end" in value):
+    elif isinstance(value, dict) and ("start" in value or "end" in value):  # Period
         start = parse_date_range(value["start"]) if isinstance(value.get("start"), str) else None
         end = parse_date_range(value["end"]) if isinstance(value.get("end"), str) else None
         yield (start[0] if start else DATE_MIN), (end[1] if end else DATE_MAX)
+    elif isinstance(value, dict) and ("event" in value or "repeat" in value):  # Timing
+        for event in value.get("event") or ():
+            yield from date_ranges(event)
+        repeat = value.get("repeat")
+        if isinstance(repeat, dict) and isinstance(repeat.get("boundsPeriod"), dict):
+            yield from date_ranges(repeat["boundsPeriod"])
 
 
 def parse_date_range(text: str) -> tuple[datetime, datetime] | None:

@@ -33,7 +33,8 @@ def search_query(
     """Current, non-deleted resources matching every criterion, oldest change first.
 
     token: param -> (system, code). system None matches any system, "" only codes without one
-    (FHIR `|code`); code "" matches any code in the system (FHIR `system|`).
+    (FHIR `|code`); code "" matches any code in the system (FHIR `system|`). uri parameters
+    are searched here too, as (None, uri).
     string: param -> prefix, matched case- and accent-insensitively ("jose" finds "José").
     """
     if not 1 <= limit <= MAX_LIMIT:
@@ -76,7 +77,8 @@ def _check_param(declared: Mapping[str, SearchParam], resource_type: str, name: 
     param = declared.get(name)
     if param is None:
         raise InvalidInput(f"Unknown search parameter {name!r} for {resource_type}")
-    if param.type != kind:
+    # uri parameters are indexed in the token table (indexing.py) and match the same way.
+    if param.type != kind and not (kind == "token" and param.type == "uri"):
         raise InvalidInput(f"Search parameter {name!r} of {resource_type} is a {param.type}, not a {kind}")
 
 

@@ -227,7 +227,7 @@ class Transaction:
         }
 
     async def _delete_index_rows(self, resource_type: str, resource_id: str) -> None:
-        kinds = {param.type for param in self._params_for(resource_type)}
+        kinds = {"token" if param.type == "uri" else param.type for param in self._params_for(resource_type)}
         for kind in INDEX_KINDS:
             if kind in kinds:  # tables this type never writes to have nothing to delete
                 await self._db.execute(self._sql.delete_index[kind], (resource_type, resource_id))

@@ -29,8 +29,13 @@ def service_env(broker: str, redis_url: str, topic_prefix: str, **extra: str) ->
 
 
 def spawn_service(name: str, env: dict[str, str], log_path: Path) -> ManagedProcess:
-    return ManagedProcess.spawn(name, [sys.executable, "-m", f"services.{name}"], env=env, log_path=log_path,
-                                cwd=Path(__file__).resolve().parents[2])
+    return ManagedProcess.spawn(
+        name,
+        [sys.executable, "-m", f"services.{name}"],
+        env=env,
+        log_path=log_path,
+        cwd=Path(__file__).resolve().parents[2],
+    )
 
 
 def wait_ready(proc: ManagedProcess, url: str, timeout: float = 30.0) -> None:

@@ -25,7 +25,11 @@ from tests.conftest import unique
 from tests.e2e.processes import service_env, spawn_service, wait_exit, wait_ready
 from tests.integration.stack import eventually
 
-PATIENT = {"resourceType": "Patient", "name": [{"family": "Crashtest", "given": ["Kim"]}], "birthDate": "1975"}
+PATIENT = {
+    "resourceType": "Patient",
+    "name": [{"family": "Crashtest", "given": ["Kim"]}],
+    "birthDate": "1975",
+}
 
 
 @dataclass
@@ -47,9 +51,13 @@ class Pair:
         return self.env.get("INTAKE_DATABASE_URL") or f"sqlite+aiosqlite:///{self.tmp / 'intake.db'}"
 
     def start_intake(self, **settings: str) -> ManagedProcess:
-        env = {**self.env, "INTAKE_PORT": str(self.intake_port),
-               "INTAKE_DATABASE_URL": self.intake_database,
-               "INTAKE_OUTBOX_POLL_INTERVAL_MS": "50", **settings}
+        env = {
+            **self.env,
+            "INTAKE_PORT": str(self.intake_port),
+            "INTAKE_DATABASE_URL": self.intake_database,
+            "INTAKE_OUTBOX_POLL_INTERVAL_MS": "50",
+            **settings,
+        }
         proc = spawn_service("intake", env, self.tmp / "intake.log")
         self.procs.append(proc)
         wait_ready(proc, self.intake_url)
@@ -60,9 +68,15 @@ class Pair:
 def pair(broker: Broker, redis_url: str, tmp_path: Path) -> Iterator[Pair]:
     env = service_env(broker.bootstrap_servers, redis_url, unique("crash") + ".")
     careplan_port = free_port()
-    careplan = spawn_service("careplan", {**env, "CAREPLAN_PORT": str(careplan_port),
-                                          "CAREPLAN_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'careplan.db'}"},
-                             tmp_path / "careplan.log")
+    careplan = spawn_service(
+        "careplan",
+        {
+            **env,
+            "CAREPLAN_PORT": str(careplan_port),
+            "CAREPLAN_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'careplan.db'}",
+        },
+        tmp_path / "careplan.log",
+    )
     procs = [careplan]
     try:
         wait_ready(careplan, f"http://127.0.0.1:{careplan_port}")
@@ -74,16 +88,24 @@ def pair(broker: Broker, redis_url: str, tmp_path: Path) -> Iterator[Pair]:
 
 async def create_patient(url: str) -> str:
     async with httpx.AsyncClient() as http:
-        response = await http.post(f"{url}/fhir/Patient", content=orjson.dumps(PATIENT),
-                                   headers={"Content-Type": "application/fhir+json"})
+        response = await http.post(
+            f"{url}/fhir/Patient",
+            content=orjson.dumps(PATIENT),
+            headers={"Content-Type": "application/fhir+json"},
+        )
     assert response.status_code == 201, response.text
     return str(response.json()["id"])
 
 
 async def events_on_topic(broker: Broker, topic: str, subject: str, expected: int) -> list[CloudEvent]:
     """Every event about `subject` on the topic (read without a group, from the beginning)."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=broker.bootstrap_servers, auto_offset_reset="earliest",
-                                enable_auto_commit=False, fetch_max_wait_ms=20)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=broker.bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=20,
+    )
     await consumer.start()
     found: list[CloudEvent] = []
     try:

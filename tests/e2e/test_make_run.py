@@ -49,12 +49,28 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def start_up(data_dir: Path, ports: dict[str, int], env: dict[str, str]) -> tuple[subprocess.Popen[str], float, str]:
-    argv = [sys.executable, "-m", "shared.cli", "up", "--data-dir", str(data_dir),
-            *(x for name, port in ports.items() for x in (f"--{name}-port", str(port)))]
+def start_up(
+    data_dir: Path, ports: dict[str, int], env: dict[str, str]
+) -> tuple[subprocess.Popen[str], float, str]:
+    argv = [
+        sys.executable,
+        "-m",
+        "shared.cli",
+        "up",
+        "--data-dir",
+        str(data_dir),
+        *(x for name, port in ports.items() for x in (f"--{name}-port", str(port))),
+    ]
     began = time.monotonic()
-    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        argv,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     output = ""
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -73,10 +89,16 @@ def stop_with_ctrl_c(proc: subprocess.Popen[str], remembered: set[int]) -> None:
     assert not [p for p in remembered if alive(p)], "processes left behind after Ctrl-C"
 
 
-def test_up_reaches_ready_serves_and_stops_on_ctrl_c_leaving_nothing(tmp_path: Path, broker: object,
-                                                                     redis_url: str) -> None:
-    ports = {"gateway": free_port(), "mllp": free_port(), "intake": free_port(), "careplan": free_port(),
-             "referral": free_port()}
+def test_up_reaches_ready_serves_and_stops_on_ctrl_c_leaving_nothing(
+    tmp_path: Path, broker: object, redis_url: str
+) -> None:
+    ports = {
+        "gateway": free_port(),
+        "mllp": free_port(),
+        "intake": free_port(),
+        "careplan": free_port(),
+        "referral": free_port(),
+    }
     # Its own Tansu (as on a fresh machine); Redis is reused from the test session.
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
     env.update(REDIS_URL=redis_url, REDIS_KEY_PREFIX=f"test:up:{tmp_path.name}:")
@@ -93,7 +115,9 @@ def test_up_reaches_ready_serves_and_stops_on_ctrl_c_leaving_nothing(tmp_path: P
         base = f"http://127.0.0.1:{ports['gateway']}"
         headers = {"Authorization": f"Bearer {token.group(1)}", "Content-Type": "application/fhir+json"}
         patient = {"resourceType": "Patient", "name": [{"family": "Uptest"}]}
-        created = httpx.post(f"{base}/fhir/Patient", content=orjson.dumps(patient), headers=headers, timeout=10)
+        created = httpx.post(
+            f"{base}/fhir/Patient", content=orjson.dumps(patient), headers=headers, timeout=10
+        )
         assert created.status_code == 201, created.text
         patient_id = created.json()["id"]
     finally:
@@ -104,7 +128,9 @@ def test_up_reaches_ready_serves_and_stops_on_ctrl_c_leaving_nothing(tmp_path: P
     remembered = descendants(proc.pid)
     try:
         token_value = mint_token(GatewaySettings().jwt_hs256_secret, "system/*.rs")
-        read = httpx.get(f"{base}/fhir/Patient/{patient_id}", headers={"Authorization": f"Bearer {token_value}"})
+        read = httpx.get(
+            f"{base}/fhir/Patient/{patient_id}", headers={"Authorization": f"Bearer {token_value}"}
+        )
         assert read.status_code == 200 and read.json()["name"] == [{"family": "Uptest"}]
     finally:
         stop_with_ctrl_c(proc, remembered)

@@ -30,8 +30,15 @@ class InProcessServer:
     def __init__(self, app: FastAPI, port: int):
         self.app = app
         self.port = port
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_level="warning",
-                                access_log=False, loop="none")
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            lifespan="on",
+            log_level="warning",
+            access_log=False,
+            loop="none",
+        )
         self.server = uvicorn.Server(config)
         self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self._task: asyncio.Task[None] | None = None

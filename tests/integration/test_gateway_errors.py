@@ -35,7 +35,9 @@ async def test_json_that_is_not_an_object_gets_400(stack: Stack) -> None:
 
 async def test_wrong_content_type_gets_415(stack: Stack) -> None:
     async with stack.client() as http:
-        response = await http.post("/fhir/Patient", content=b"<Patient/>", headers={"Content-Type": "application/xml"})
+        response = await http.post(
+            "/fhir/Patient", content=b"<Patient/>", headers={"Content-Type": "application/xml"}
+        )
     assert_outcome(response, 415, "not-supported")
 
 
@@ -70,8 +72,9 @@ async def test_token_signed_with_another_secret_gets_401(stack: Stack) -> None:
 async def test_scope_that_does_not_cover_the_interaction_gets_403(stack: Stack) -> None:
     read_only = mint_token(stack.settings.jwt_hs256_secret, "user/CarePlan.rs")
     async with stack.client() as http:
-        response = await http.post("/fhir/Patient", content=b"{}",
-                                   headers={**FHIR_JSON, "Authorization": f"Bearer {read_only}"})
+        response = await http.post(
+            "/fhir/Patient", content=b"{}", headers={**FHIR_JSON, "Authorization": f"Bearer {read_only}"}
+        )
     assert_outcome(response, 403, "forbidden")
 
 
@@ -97,5 +100,7 @@ async def test_unsupported_search_parameter_gets_400(stack: Stack) -> None:
 async def test_service_keeps_serving_after_bad_input(stack: Stack) -> None:
     async with stack.client() as http:
         await http.post("/fhir/Patient", content=b"\xff\xfe garbage", headers=FHIR_JSON)
-        response = await http.post("/fhir/Patient", content=orjson.dumps({"resourceType": "Patient"}), headers=FHIR_JSON)
+        response = await http.post(
+            "/fhir/Patient", content=orjson.dumps({"resourceType": "Patient"}), headers=FHIR_JSON
+        )
     assert response.status_code == 201

@@ -50,7 +50,9 @@ async def test_resent_message_gets_the_same_ack_and_no_second_row(stack: Stack, 
 async def test_duplicate_is_caught_by_the_database_when_redis_forgot_it(stack: Stack, run_id: str) -> None:
     message = with_control_id(ADT[1].path.read_bytes(), f"{run_id}-noredis")
     first = await send_messages("127.0.0.1", stack.mllp_port, [message])
-    await stack.gateway.runtime.redis.delete(*await stack.gateway.runtime.redis.keys(f"{stack.settings.redis_key_prefix}*noredis*"))
+    await stack.gateway.runtime.redis.delete(
+        *await stack.gateway.runtime.redis.keys(f"{stack.settings.redis_key_prefix}*noredis*")
+    )
     again = await send_messages("127.0.0.1", stack.mllp_port, [message])
     assert again == first
     assert len(await archived(stack, control_id=f"{run_id}-noredis")) == 1
@@ -68,9 +70,14 @@ async def test_message_without_msh_gets_ar_with_err_and_is_kept(stack: Stack) ->
 async def test_hl7_over_http_needs_a_token_and_returns_the_ack(stack: Stack, run_id: str) -> None:
     message = with_control_id(ADT[2].path.read_bytes(), f"{run_id}-http")
     async with stack.client() as http:
-        response = await http.post("/hl7v2", content=message, headers={"Content-Type": "x-application/hl7-v2+er7"})
-        unauthenticated = await http.post("/hl7v2", content=message,
-                                          headers={"Content-Type": "x-application/hl7-v2+er7", "Authorization": ""})
+        response = await http.post(
+            "/hl7v2", content=message, headers={"Content-Type": "x-application/hl7-v2+er7"}
+        )
+        unauthenticated = await http.post(
+            "/hl7v2",
+            content=message,
+            headers={"Content-Type": "x-application/hl7-v2+er7", "Authorization": ""},
+        )
     assert response.status_code == 200
     assert msa(response.content)[1:3] == ["AA", f"{run_id}-http"]
     assert unauthenticated.status_code == 401

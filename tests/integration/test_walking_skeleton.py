@@ -33,8 +33,9 @@ async def test_patient_posted_at_the_gateway_is_readable_and_reaches_careplan_an
     stack: Stack, span_exporter: Any
 ) -> None:
     async with stack.client() as http:
-        created = await http.post("/fhir/Patient", content=orjson.dumps(PATIENT),
-                                  headers={"Content-Type": "application/fhir+json"})
+        created = await http.post(
+            "/fhir/Patient", content=orjson.dumps(PATIENT), headers={"Content-Type": "application/fhir+json"}
+        )
         assert created.status_code == 201, created.text
         patient = created.json()
         pid = patient["id"]
@@ -46,7 +47,9 @@ async def test_patient_posted_at_the_gateway_is_readable_and_reaches_careplan_an
         assert read.json() == patient
         assert read.json()["meta"]["versionId"] == "1"
 
-        found = await http.get("/fhir/Patient", params={"identifier": "urn:oid:2.16.840.1.113883.19.5.99|MRN-WALK-1"})
+        found = await http.get(
+            "/fhir/Patient", params={"identifier": "urn:oid:2.16.840.1.113883.19.5.99|MRN-WALK-1"}
+        )
         bundle = found.json()
         assert bundle["resourceType"] == "Bundle" and bundle["type"] == "searchset"
         assert [e["resource"]["id"] for e in bundle["entry"]] == [pid]
@@ -62,19 +65,21 @@ async def test_patient_posted_at_the_gateway_is_readable_and_reaches_careplan_an
     assert "telecom" not in careplan_copy
 
 
-async def test_one_trace_links_the_http_request_to_the_consumer_spans(stack: Stack, span_exporter: Any) -> None:
+async def test_one_trace_links_the_http_request_to_the_consumer_spans(
+    stack: Stack, span_exporter: Any
+) -> None:
     span_exporter.clear()
     async with stack.client() as http:
-        created = await http.post("/fhir/Patient", content=orjson.dumps(PATIENT),
-                                  headers={"Content-Type": "application/fhir+json"})
+        created = await http.post(
+            "/fhir/Patient", content=orjson.dumps(PATIENT), headers={"Content-Type": "application/fhir+json"}
+        )
     pid = created.json()["id"]
     for service in (stack.careplan, stack.referral):
         await eventually(lambda s=service: s.runtime.store.get_projection(PATIENTS, pid))
 
     spans = span_exporter.get_finished_spans()
     gateway_request = next(
-        s for s in spans
-        if s.attributes.get("carebridge.service") == "gateway" and s.name.startswith("POST")
+        s for s in spans if s.attributes.get("carebridge.service") == "gateway" and s.name.startswith("POST")
     )
     trace_id = gateway_request.context.trace_id
     in_trace = [s for s in spans if s.context.trace_id == trace_id]

@@ -194,3 +194,19 @@ async def test_date_index_orders_correctly_across_offsets_and_centuries(store: S
         )
     assert order == ["o0", "o3", "o1", "o2"]
     assert after == ["o1", "o2"]
+
+
+async def test_uri_parameters_are_searched_like_tokens_and_reindexed_on_update(database_url: str) -> None:
+    params = {"Questionnaire": (SearchParam("url", "uri", ("url",)),)}
+    store = await Store.open(database_url, search_params=params)
+    try:
+        async with store.transaction() as tx:
+            await tx.create({"resourceType": "Questionnaire", "url": "http://x.org/q/phq-9"}, id="q1")
+        found = await store.search("Questionnaire", token={"url": (None, "http://x.org/q/phq-9")})
+        async with store.transaction() as tx:
+            await tx.update({"resourceType": "Questionnaire", "id": "q1", "url": "http://x.org/q/gad-7"})
+        stale = await store.search("Questionnaire", token={"url": (None, "http://x.org/q/phq-9")})
+    finally:
+        await store.close()
+
+    assert ids(found) == ["q1"] and stale == []

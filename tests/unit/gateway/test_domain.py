@@ -54,7 +54,9 @@ def test_ack_returns_to_the_sender_and_echoes_its_control_id_and_version() -> No
     ],
     ids=["no-msh", "no-control-id", "no-message-type", "bad-processing-id", "bad-version"],
 )
-def test_unacceptable_header_gets_an_ar_with_an_err_naming_the_condition(raw: bytes, code: str, location: str) -> None:
+def test_unacceptable_header_gets_an_ar_with_an_err_naming_the_condition(
+    raw: bytes, code: str, location: str
+) -> None:
     with pytest.raises(domain.HeaderError) as caught:
         domain.read_header(raw)
     try:
@@ -62,7 +64,9 @@ def test_unacceptable_header_gets_an_ar_with_an_err_naming_the_condition(raw: by
     except domain.HeaderError:
         header = None
     exc = caught.value
-    ack = segments(domain.build_ack(header, domain.REJECT, "A2", error=(exc.condition, exc.detail, exc.location)))
+    ack = segments(
+        domain.build_ack(header, domain.REJECT, "A2", error=(exc.condition, exc.detail, exc.location))
+    )
     assert ack[1][:2] == ["MSA", "AR"]
     err = ack[2]
     assert err[0] == "ERR" and err[2] == location
@@ -72,7 +76,9 @@ def test_unacceptable_header_gets_an_ar_with_an_err_naming_the_condition(raw: by
 
 def test_user_message_in_err_escapes_hl7_delimiters() -> None:
     header = domain.read_header(b"MSH|^~\\&|A|B|C|D|1||ADT^A01|X|P|2.5.1\r")
-    ack = domain.build_ack(header, domain.ERROR, "A3", error=(domain.ERR_APPLICATION_INTERNAL, "a|b^c&d~e\\f", ""))
+    ack = domain.build_ack(
+        header, domain.ERROR, "A3", error=(domain.ERR_APPLICATION_INTERNAL, "a|b^c&d~e\\f", "")
+    )
     err = ack.decode().split("\r")[2]
     assert err.endswith("a\\F\\b\\S\\c\\T\\d\\R\\e\\E\\f")
 

@@ -43,10 +43,15 @@ def test_token_claims_reach_the_principal_and_scopes_are_enforced_per_interactio
 
 @pytest.mark.parametrize(
     "header",
-    [None, "", "Basic dXNlcjpwYXNz", "Bearer not-a-jwt",
-     f"Bearer {mint_token('another-secret-that-is-at-least-32-bytes', 'system/*.cruds')}",
-     f"Bearer {mint_token(SECRET, 'system/*.cruds', ttl_seconds=-10)}",
-     f"Bearer {mint_token(SECRET, 'system/*.cruds', issuer='someone-else')}"],
+    [
+        None,
+        "",
+        "Basic dXNlcjpwYXNz",
+        "Bearer not-a-jwt",
+        f"Bearer {mint_token('another-secret-that-is-at-least-32-bytes', 'system/*.cruds')}",
+        f"Bearer {mint_token(SECRET, 'system/*.cruds', ttl_seconds=-10)}",
+        f"Bearer {mint_token(SECRET, 'system/*.cruds', issuer='someone-else')}",
+    ],
     ids=["missing", "empty", "basic", "garbage", "wrong-secret", "expired", "wrong-issuer"],
 )
 def test_bad_credentials_are_unauthorized(header: str | None) -> None:

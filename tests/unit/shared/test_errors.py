@@ -20,7 +20,9 @@ from shared import errors
         (errors.DependencyUnavailable("x"), 503, "transient"),
     ],
 )
-def test_each_error_maps_to_one_status_and_issue_code(exc: errors.CareBridgeError, status: int, code: str) -> None:
+def test_each_error_maps_to_one_status_and_issue_code(
+    exc: errors.CareBridgeError, status: int, code: str
+) -> None:
     assert errors.http_status(exc) == status
     outcome = errors.operation_outcome(exc)
     assert outcome["resourceType"] == "OperationOutcome"

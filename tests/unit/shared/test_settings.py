@@ -5,7 +5,9 @@ import pytest
 from shared.settings import CareplanSettings, GatewaySettings, IntakeSettings
 
 
-def test_service_fields_use_the_service_prefix_and_shared_fields_do_not(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_service_fields_use_the_service_prefix_and_shared_fields_do_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("INTAKE_PORT", "9991")
     monkeypatch.setenv("INTAKE_DATABASE_URL", "sqlite+aiosqlite:///x.db")
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "broker:9092")

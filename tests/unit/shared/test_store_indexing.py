@@ -258,3 +258,48 @@ def test_observation_with_reference_and_date_parameters() -> None:
     assert rows.reference == [("subject", "Patient", "p1")]
     assert rows.date == [("date", utc(2024, 5, 1, 10, 30), utc(2024, 5, 1, 10, 30, 1))]
     assert rows.token == [("code", "http://loinc.org", "44249-1")]
+
+
+def test_a_reference_parameter_with_targets_indexes_only_references_to_those_types() -> None:
+    params = (
+        SearchParam("patient", "reference", ("subject",), targets=("Patient",)),
+        SearchParam("subject", "reference", ("subject",)),
+    )
+
+    for_patient = extract_index_rows({"subject": {"reference": "Patient/p1"}}, params)
+    for_group = extract_index_rows({"subject": {"reference": "Group/g1"}}, params)
+
+    assert for_patient.reference == [("patient", "Patient", "p1"), ("subject", "Patient", "p1")]
+    assert for_group.reference == [("subject", "Group", "g1")]
+
+
+def test_uri_parameters_are_indexed_as_tokens_without_a_system() -> None:
+    params = (SearchParam("url", "uri", ("url",)),)
+
+    rows = extract_index_rows({"url": "http://example.org/Questionnaire/phq-9"}, params)
+
+    assert rows.token == [("url", None, "http://example.org/Questionnaire/phq-9")]
+
+
+def test_timing_yields_each_event_and_its_bounds() -> None:
+    timing = {"event": ["2024-05-01", "2024-05-08"], "repeat": {"boundsPeriod": {"start": "2024-05-01"}}}
+
+    assert list(date_ranges(timing)) == [
+        (utc(2024, 5, 1), utc(2024, 5, 2)),
+        (utc(2024, 5, 8), utc(2024, 5, 9)),
+        (utc(2024, 5, 1), DATE_MAX),
+    ]
+
+
+def test_every_declared_parameter_of_every_owned_type_extracts_without_error() -> None:
+    # A smoke test over the real declarations: odd shapes must be skipped, never raise.
+    odd = {
+        "resourceType": "X",
+        "identifier": "not-a-list",
+        "name": [None, 3, {"family": ["not", "a", "string"]}],
+        "subject": {"reference": 42},
+        "period": {"start": "garbage"},
+        "status": {"unexpected": "object"},
+    }
+    for params in SEARCH_PARAMETERS.values():
+        extract_index_rows(odd, params)

@@ -35,7 +35,9 @@ def test_a_valid_patient_passes_unchanged() -> None:
         ({"favouriteColour": "blue"}, "Patient.favouriteColour", "Extra inputs"),
     ],
 )
-def test_invalid_patient_is_refused_with_the_location_of_the_problem(change: dict[str, Any], where: str, says: str) -> None:
+def test_invalid_patient_is_refused_with_the_location_of_the_problem(
+    change: dict[str, Any], where: str, says: str
+) -> None:
     with pytest.raises(InvalidInput) as caught:
         validate_resource({**PATIENT, **change}, "Patient")
     assert caught.value.expression and where in caught.value.expression
@@ -53,14 +55,22 @@ def test_unknown_resource_type_is_refused() -> None:
 
 
 def test_numbers_in_strings_are_refused_in_nested_datatypes() -> None:
-    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "PHQ-9 total"},
-           "valueQuantity": {"value": "12"}}
+    obs = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "PHQ-9 total"},
+        "valueQuantity": {"value": "12"},
+    }
     with pytest.raises(InvalidInput, match="Observation.valueQuantity.value: must be a JSON number"):
         validate_resource(obs)
 
 
 def test_contained_resources_are_checked_too() -> None:
-    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
-           "contained": [{"resourceType": "Patient", "id": "p", "gender": "nope"}]}
+    obs = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "x"},
+        "contained": [{"resourceType": "Patient", "id": "p", "gender": "nope"}],
+    }
     with pytest.raises(InvalidInput, match=r"contained\[0\]"):
         validate_resource(obs)
