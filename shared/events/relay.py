@@ -12,7 +12,9 @@ Outbox rows hold the topic name on the broker, prefix included (the writer adds 
 that wrote them; each publish is a PRODUCER span in that trace, and the record's `traceparent`
 names that span.
 
-Run one relay per database: two relays on the same outbox would both publish every row.
+Several replicas of a service may run a relay: only the one holding the store's outbox
+leadership (a PostgreSQL advisory lock) publishes; the others stand by. Published rows are
+kept for `OUTBOX_RETENTION` (for inspection and replays), then pruned.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import logging
 import os
 import signal
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaProducer
@@ -51,6 +54,9 @@ _BACKOFF_MAX_S = 5.0
 #: Consecutive failures after which the relay logs at ERROR: events are piling up.
 _FAILURES_BEFORE_ERROR = 10
 CRASH_AFTER_PUBLISH = "crash_after_publish"
+#: How long published rows stay in the outbox, and how often the relay prunes older ones.
+OUTBOX_RETENTION = timedelta(days=7)
+_PRUNE_EVERY_S = 600.0
 
 
 class OutboxRelay:
@@ -98,7 +104,17 @@ class OutboxRelay:
         await self.drain()
 
     async def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                async with self._store.outbox_leadership():
+                    await self._publish_until_stopped()
+            except Exception as exc:  # the leadership connection failed: stand by and retry
+                log.warning("outbox relay: lost or could not take leadership (%s)", type(exc).__name__)
+                await self._wait(self._stopping, _BACKOFF_MAX_S)
+
+    async def _publish_until_stopped(self) -> None:
         failures = 0
+        last_prune = 0.0
         batch_size = self._settings.outbox_batch_size
         idle_s = self._settings.outbox_poll_interval_ms / 1000
         while not self._stopping.is_set():
@@ -119,7 +135,21 @@ class OutboxRelay:
                 continue
             failures = 0
             if published < batch_size:
+                last_prune = await self._maybe_prune(last_prune)
                 await self._wait(self._wake, idle_s)
+
+    async def _maybe_prune(self, last_prune: float) -> float:
+        now = asyncio.get_running_loop().time()
+        if now - last_prune < _PRUNE_EVERY_S:
+            return last_prune
+        try:
+            pruned = await self._store.outbox_prune(datetime.now(UTC) - OUTBOX_RETENTION)
+        except Exception as exc:  # pruning is housekeeping; publishing goes on
+            log.warning("outbox relay: pruning failed (%s)", type(exc).__name__)
+            return last_prune
+        if pruned:
+            log.info("outbox relay: pruned %d published rows", pruned)
+        return now
 
     @staticmethod
     async def _wait(event: asyncio.Event, seconds: float) -> None:

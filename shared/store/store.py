@@ -7,10 +7,11 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextvars import ContextVar
+from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import MetaData, func, select, text, update
+from sqlalchemy import MetaData, delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.errors import DependencyUnavailable, Gone, NotFound
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 
 #: Bound on the IN list of one UPDATE when marking outbox rows (SQLite caps bound parameters).
 _MARK_CHUNK = 500
+#: PostgreSQL advisory lock held by the replica whose relay publishes the outbox.
+OUTBOX_RELAY_LOCK_KEY = 0x43424F5554424F58  # "CBOUTBOX"
 
 
 class Store:
@@ -268,6 +271,42 @@ class Store:
                             .where(o.c.seq.in_(chunk), o.c.published_at.is_(None))
                             .values(published_at=now)
                         )
+
+    async def outbox_prune(self, published_before: datetime) -> int:
+        """Delete outbox rows published before `published_before`; returns how many."""
+        o = self.tables.outbox
+        async with self._writer_slot():
+            with translated_errors("outbox prune"):
+                async with self._writes.begin() as connection:
+                    result = await connection.execute(
+                        delete(o).where(o.c.published_at.is_not(None), o.c.published_at < published_before)
+                    )
+        return int(result.rowcount or 0)
+
+    @contextlib.asynccontextmanager
+    async def outbox_leadership(self, poll_interval_s: float = 1.0) -> AsyncIterator[None]:
+        """Held by the one relay that may publish this database's outbox.
+
+        Two relays on one outbox would both publish every row (and out of order). On PostgreSQL
+        the first replica to take a session advisory lock publishes; the others wait here and
+        take over when its connection goes away. On SQLite a database belongs to one process.
+        """
+        if self.dialect != "postgresql":
+            yield
+            return
+        lock = text("SELECT pg_try_advisory_lock(:k)")
+        async with contextlib.AsyncExitStack() as stack:
+            with translated_errors("outbox leadership"):
+                connection = await stack.enter_async_context(self._direct.connect())
+                # Polled: the holder is another process, so there is no event to wait on.
+                while not (await connection.execute(lock, {"k": OUTBOX_RELAY_LOCK_KEY})).scalar_one():  # noqa: ASYNC110
+                    await asyncio.sleep(poll_interval_s)
+            try:
+                yield
+            finally:
+                unlock = text("SELECT pg_advisory_unlock(:k)")
+                with contextlib.suppress(Exception):
+                    await connection.execute(unlock, {"k": OUTBOX_RELAY_LOCK_KEY})
 
     async def outbox_pending_count(self) -> int:
         o = self.tables.outbox

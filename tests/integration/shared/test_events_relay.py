@@ -243,3 +243,48 @@ async def test_an_event_larger_than_kafkas_default_one_mib_limit_is_published(
         await store.close()
     [record] = await read_topic(settings, settings.topic(topics.PATIENT), 1)
     assert CloudEvent.from_json(record.value).id == big.id
+
+
+async def test_only_one_relay_per_postgresql_database_publishes_and_a_standby_takes_over(
+    settings: ServiceSettings, producer: AIOKafkaProducer, postgres_url: str
+) -> None:
+    # Two replicas of a service, each with its own store and relay, on one database.
+    first, second = await Store.open(postgres_url), await Store.open(postgres_url)
+    relays = [OutboxRelay(first, producer, settings), OutboxRelay(second, producer, settings)]
+    topic = settings.topic(topics.PATIENT)
+    await ensure_topics(settings, [topics.PATIENT])
+    try:
+        for relay in relays:
+            await relay.start()
+        await enqueue(first, settings, [("patient-1", patient_event(n)) for n in range(5)])
+        await relays[0].drain()
+        records = await read_topic(settings, topic, 5)
+        assert len(records) == 5
+        await relays[0].stop()  # the leader goes; the standby must publish what comes next
+        await enqueue(second, settings, [("patient-1", patient_event(n)) for n in range(5, 8)])
+        await relays[1].drain(timeout=15)
+        await asyncio.sleep(0.5)  # anything published twice would show up now
+        records = await read_topic(settings, topic, 9, within_s=2)
+        assert len(records) == 8, "each outbox row published exactly once"
+    finally:
+        for relay in relays:
+            await relay.stop()
+        await first.close()
+        await second.close()
+
+
+async def test_published_rows_are_pruned_after_the_retention_and_pending_rows_never(
+    settings: ServiceSettings, database_url: str
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    store = await Store.open(database_url)
+    try:
+        await enqueue(store, settings, [("patient-1", patient_event(n)) for n in range(3)])
+        pending = await store.outbox_pending(10)
+        await store.outbox_mark_published([pending[0].seq])
+        assert await store.outbox_prune(datetime.now(UTC) - timedelta(days=1)) == 0  # too recent
+        assert await store.outbox_prune(datetime.now(UTC) + timedelta(seconds=1)) == 1
+        assert [r.seq for r in await store.outbox_pending(10)] == [r.seq for r in pending[1:]]
+    finally:
+        await store.close()
