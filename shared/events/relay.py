@@ -67,6 +67,8 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        #: True while this relay holds the outbox leadership (a standby waits for it).
+        self.leading = False
 
     async def start(self) -> None:
         """Start publishing in the background (rows left from a previous run go first)."""
@@ -85,9 +87,12 @@ class OutboxRelay:
             return
         self._stopping.set()
         self._wake.set()
-        done, _ = await asyncio.wait({task}, timeout=STOP_GRACE_S)
+        # A standby has no batch in flight: stop its wait for the leadership at once.
+        leading = self.leading
+        done, _ = await asyncio.wait({task}, timeout=STOP_GRACE_S if leading else 0.05)
         if not done:
-            log.warning("outbox relay did not stop within %.0fs; cancelling its batch", STOP_GRACE_S)
+            if leading:
+                log.warning("outbox relay did not stop within %.0fs; cancelling its batch", STOP_GRACE_S)
             task.cancel()
             await asyncio.wait({task})
         if not task.cancelled() and task.exception() is not None:
@@ -107,7 +112,11 @@ class OutboxRelay:
         while not self._stopping.is_set():
             try:
                 async with self._store.outbox_leadership():
-                    await self._publish_until_stopped()
+                    self.leading = True
+                    try:
+                        await self._publish_until_stopped()
+                    finally:
+                        self.leading = False
             except Exception as exc:  # the leadership connection failed: stand by and retry
                 log.warning("outbox relay: lost or could not take leadership (%s)", type(exc).__name__)
                 await self._wait(self._stopping, _BACKOFF_MAX_S)

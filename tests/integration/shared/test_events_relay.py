@@ -260,9 +260,13 @@ async def test_only_one_relay_per_postgresql_database_publishes_and_a_standby_ta
         await relays[0].drain()
         records = await read_topic(settings, topic, 5)
         assert len(records) == 5
-        await relays[0].stop()  # the leader goes; the standby must publish what comes next
+        assert [r.leading for r in relays].count(True) == 1
+        leader = relays[0] if relays[0].leading else relays[1]
+        standby = relays[1] if leader is relays[0] else relays[0]
+        await leader.stop()  # the leader goes; the standby must publish what comes next
         await enqueue(second, settings, [("patient-1", patient_event(n)) for n in range(5, 8)])
-        await relays[1].drain(timeout=15)
+        await standby.drain(timeout=15)
+        assert standby.leading
         await asyncio.sleep(0.5)  # anything published twice would show up now
         records = await read_topic(settings, topic, 9, within_s=2)
         assert len(records) == 8, "each outbox row published exactly once"
