@@ -19,6 +19,8 @@ from bench.loadgen import SEQ_MARKER, LoadResult, LoadRunner, LoadSpec
 from shared.mllp import frame, split_messages
 
 CORPUS_HL7V2 = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "hl7v2"
+#: Where the gateway cannot sustain the ACK-latency rate, measure at this share of its peak.
+ACK_FALLBACK_SHARE_OF_PEAK = 0.8
 
 
 @dataclass(frozen=True)
@@ -153,10 +155,11 @@ def measure_mllp(
     best = max(runs.values(), key=lambda r: r.rps)
     rate, note = ack_rate, f"open loop at {ack_rate:.0f} msgs/s"
     if best.rps < ack_rate:
-        rate = round(0.9 * best.rps, 1)
+        # At the peak itself an open loop only measures how long the queue grew during the run.
+        rate = round(ACK_FALLBACK_SHARE_OF_PEAK * best.rps, 1)
         note = (
-            f"open loop at {rate:.0f} msgs/s, 90% of the {best.rps:.0f} msgs/s peak, because the "
-            f"{ack_rate:.0f} msgs/s the metric asks for is above what this machine sustains"
+            f"open loop at {rate:.0f} msgs/s, {ACK_FALLBACK_SHARE_OF_PEAK:.0%} of the {best.rps:.0f} msgs/s "
+            f"peak, because the {ack_rate:.0f} msgs/s the metric asks for is above what this machine sustains"
         )
     spec = LoadSpec(
         host,

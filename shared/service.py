@@ -30,6 +30,8 @@ from shared.telemetry import setup_telemetry
 log = logging.getLogger(__name__)
 
 _CHECK_TIMEOUT_S = 2.0
+_BUS_RETRY_INITIAL_S = 0.5
+_BUS_RETRY_MAX_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -51,12 +53,19 @@ class ServiceRuntime:
 
     store: Store = field(init=False)
     redis: aioredis.Redis = field(init=False)
-    producer: AIOKafkaProducer = field(init=False)
+    producer: AIOKafkaProducer | None = field(init=False, default=None)
     relay: OutboxRelay | None = field(init=False, default=None)
     runners: list[ConsumerRunner] = field(init=False, default_factory=list)
     _stack: contextlib.AsyncExitStack = field(init=False, default_factory=contextlib.AsyncExitStack)
+    _bus_stack: contextlib.AsyncExitStack = field(init=False, default_factory=contextlib.AsyncExitStack)
+    _bus_task: asyncio.Task[None] | None = field(init=False, default=None)
 
     async def start(self) -> None:
+        """Open the store and Redis, then connect to the bus in the background.
+
+        A service whose broker is down still starts: it accepts writes (their events wait in
+        the outbox) and reports the broker as unavailable on /readyz until it connects.
+        """
         s = self.settings
         setup_telemetry(s)
         stack = self._stack
@@ -64,15 +73,32 @@ class ServiceRuntime:
         stack.push_async_callback(self.store.close)
         self.redis = aioredis.Redis.from_url(s.redis_url)
         stack.push_async_callback(self.redis.aclose)
+        self._bus_task = asyncio.create_task(self._connect_bus(), name=f"{s.service_name}-bus")
+        stack.push_async_callback(self._disconnect_bus)
+        log.info("%s started", s.service_name)
+
+    async def _connect_bus(self) -> None:
+        s = self.settings
         topics = {*self.produces, *(t for c in self.consumers for t in c.topics)}
-        await ensure_topics(s, sorted(topics))
-        self.producer = await start_producer(s)
-        stack.push_async_callback(self.producer.stop)
+        delay = _BUS_RETRY_INITIAL_S
+        while True:
+            try:
+                await ensure_topics(s, sorted(topics))
+                producer = await start_producer(s)
+                break
+            except Exception as exc:  # broker not there yet: keep serving, keep trying
+                name = type(exc).__name__
+                log.warning("%s: broker unavailable (%s); retrying in %.1fs", s.service_name, name, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _BUS_RETRY_MAX_S)
+        bus = self._bus_stack
+        self.producer = producer
+        bus.push_async_callback(producer.stop)
         if s.outbox_relay_enabled:
-            self.relay = OutboxRelay(self.store, self.producer, s)
+            self.relay = OutboxRelay(self.store, producer, s)
             self.store.outbox_listener = self.relay.notify
             await self.relay.start()
-            stack.push_async_callback(self.relay.stop)
+            bus.push_async_callback(self.relay.stop)
         for spec in self.consumers:
             runner = ConsumerRunner(
                 s,
@@ -82,9 +108,16 @@ class ServiceRuntime:
                 handler=spec.handler,
             )
             await runner.start()
-            stack.push_async_callback(runner.stop)
+            bus.push_async_callback(runner.stop)
             self.runners.append(runner)
-        log.info("%s started", s.service_name)
+        log.info("%s connected to the broker", s.service_name)
+
+    async def _disconnect_bus(self) -> None:
+        if self._bus_task is not None and not self._bus_task.done():
+            self._bus_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._bus_task
+        await self._bus_stack.aclose()
 
     async def stop(self) -> None:
         await self._stack.aclose()
@@ -101,6 +134,8 @@ class ServiceRuntime:
         return dict(zip(checks, results, strict=True))
 
     async def _broker_ping(self) -> None:
+        if self.producer is None:
+            raise DependencyUnavailable("not connected to the broker yet")
         if not await self.producer.client.force_metadata_update():
             raise DependencyUnavailable("broker metadata request failed")
 

@@ -53,7 +53,11 @@ def producer_for(settings: ServiceSettings, **overrides: object) -> AIOKafkaProd
 async def start_producer(settings: ServiceSettings) -> AIOKafkaProducer:
     """A started producer; the caller stops it (the service lifespan does)."""
     producer = producer_for(settings)
-    await producer.start()
+    try:
+        await producer.start()
+    except BaseException:
+        await producer.stop()  # release its connections: the caller retries with a new one
+        raise
     return producer
 
 
@@ -72,8 +76,8 @@ async def ensure_topics(settings: ServiceSettings, names: Iterable[str]) -> None
         bootstrap_servers=settings.kafka_bootstrap_servers,
         client_id=f"carebridge-{settings.service_name}-admin",
     )
-    await admin.start()
     try:
+        await admin.start()
         cluster = await admin.describe_cluster()
         replicas = max(1, min(MAX_REPLICATION_FACTOR, len(cluster.get("brokers") or ())))
         configs = {"max.message.bytes": str(max_event_bytes(settings))}
