@@ -7,6 +7,7 @@ prefix; it is stopped at the end, on errors and on Ctrl-C. Settings, from the en
 - ``BENCH_SEARCH_PATIENTS`` (10000): Patients created before the search benchmark.
 - ``BENCH_SEED_MAX_S`` (100): give up creating them after this long (the notes say how many).
 - ``BENCH_DURATION_S`` (3) and ``BENCH_WARMUP_S`` (1): each measured run.
+- ``BENCH_LATENCY_S`` (5): each open-loop latency run (p99 at a fixed rate).
 - ``BENCH_KEEP_DATA`` (unset): keep the temporary directory (databases and service logs).
 """
 
@@ -43,6 +44,7 @@ def config_from_environment() -> Config:
         search_patients=int(env("BENCH_SEARCH_PATIENTS", "10000")),
         seed_max_s=float(env("BENCH_SEED_MAX_S", "100")),
         duration_s=float(env("BENCH_DURATION_S", "3")),
+        latency_s=float(env("BENCH_LATENCY_S", "5")),
         warmup_s=float(env("BENCH_WARMUP_S", "1")),
         keep_data=bool(env("BENCH_KEEP_DATA")),
     )

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMappi
 from dataclasses import dataclass
 from typing import Any
 
+from fastapi.telemetry import TelemetryConfig
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.metrics import Counter
@@ -44,7 +45,7 @@ EVENTS_DLQ = "carebridge.events.dlq"
 #: FastAPI (0.165+) instruments itself once an SDK provider exists: a second SERVER span per
 #: request plus endpoint and serialization spans on the hot path, and exception messages in
 #: logs (which may carry PHI). `TracingMiddleware` is the one HTTP instrumentation we want.
-NO_FRAMEWORK_TELEMETRY: dict[str, Any] = {"tracing": False, "metrics": False, "logs": False}
+NO_FRAMEWORK_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -81,7 +81,7 @@ class MessageArchive:
         except domain.HeaderError as exc:
             return await self._reject(message, transport, header, exc)
         cached = await self._redis.get(self._ack_key(header))
-        if cached is not None:
+        if isinstance(cached, bytes):  # the client is not in decode_responses mode
             return Received(cached, "duplicate", None)
         archive_id = str(uuid.uuid4())
         ack = domain.build_ack(header, domain.ACCEPT, archive_id)

@@ -92,7 +92,7 @@ def _model_for(resource_type: Any) -> type:
     if not isinstance(resource_type, str) or not resource_type:
         raise InvalidInput("resourceType is missing", expression=["resourceType"])
     try:
-        return get_fhir_model_class(resource_type)  # type: ignore[no-any-return]
+        return get_fhir_model_class(resource_type)
     except (KeyError, ValueError):
         raise InvalidInput(f"Unknown resourceType {resource_type!r}", expression=["resourceType"]) from None
 

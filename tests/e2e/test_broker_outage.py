@@ -21,8 +21,13 @@ async def test_service_starts_without_its_broker_accepts_writes_and_publishes_th
 ) -> None:
     broker_port, port = free_port(), free_port()
     prefix = unique("outage") + "."
-    env = service_env(f"127.0.0.1:{broker_port}", redis_url, prefix, INTAKE_PORT=str(port),
-                      INTAKE_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'intake.db'}")
+    env = service_env(
+        f"127.0.0.1:{broker_port}",
+        redis_url,
+        prefix,
+        INTAKE_PORT=str(port),
+        INTAKE_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'intake.db'}",
+    )
     intake = spawn_service("intake", env, tmp_path / "intake.log")
     broker = None
     try:
@@ -42,8 +47,11 @@ async def test_service_starts_without_its_broker_accepts_writes_and_publishes_th
             assert ready.json()["checks"]["database"] == "ok"
 
             patient = {"resourceType": "Patient", "name": [{"family": "Outage"}]}
-            created = await http.post("/fhir/Patient", content=orjson.dumps(patient),
-                                      headers={"Content-Type": "application/fhir+json"})
+            created = await http.post(
+                "/fhir/Patient",
+                content=orjson.dumps(patient),
+                headers={"Content-Type": "application/fhir+json"},
+            )
             assert created.status_code == 201
             patient_id = created.json()["id"]
 

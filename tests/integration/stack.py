@@ -121,7 +121,7 @@ async def running_stack(make_settings: Callable[..., Any], **gateway_overrides: 
             await server.stop()
 
 
-async def eventually(probe: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
+async def eventually(probe: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:  # noqa: ASYNC109
     """Poll an async probe until it returns something truthy."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:

@@ -61,7 +61,7 @@ def test_numbers_in_strings_are_refused_in_nested_datatypes() -> None:
         "code": {"text": "PHQ-9 total"},
         "valueQuantity": {"value": "12"},
     }
-    with pytest.raises(InvalidInput, match="Observation.valueQuantity.value: must be a JSON number"):
+    with pytest.raises(InvalidInput, match=r"Observation\.valueQuantity\.value: must be a JSON number"):
         validate_resource(obs)
 
 
