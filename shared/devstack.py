@@ -14,15 +14,17 @@ Every process started here runs in its own session, so `stop()` ends it and all 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -55,6 +57,24 @@ def wait_for_port(host: str, port: int, timeout: float = 15.0, proc: ManagedProc
     raise TimeoutError(f"nothing listening on {host}:{port} after {timeout:.0f}s")
 
 
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec hook asking Linux to SIGTERM the child when its parent dies (PR_SET_PDEATHSIG),
+    so even a SIGKILLed `carebridge up` leaves no server behind. libc is loaded here, before the
+    fork: the hook itself only makes one system call."""
+    if sys.platform != "linux":
+        return None
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return None
+    pr_set_pdeathsig = 1
+
+    def hook() -> None:
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+    return hook
+
+
 @dataclass
 class ManagedProcess:
     """A child process in its own session; `stop()` ends the whole process group."""
@@ -82,6 +102,7 @@ class ManagedProcess:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent(),
         )
         if log_path:
             out.close()  # type: ignore[union-attr]
