@@ -114,6 +114,18 @@ class Store:
                 if attempt == 2:
                     raise DependencyUnavailable(f"database unavailable: {exc}") from exc
 
+    @contextlib.asynccontextmanager
+    async def connect(self) -> AsyncIterator[AsyncConnection]:
+        """A read connection (SQLAlchemy Core, autocommit) for query builders outside the store,
+        such as the FHIR search engine; errors come back as store errors."""
+        with translated_errors("read"):
+            async with self._direct.connect() as connection:
+                yield connection
+
+    def params_for(self, resource_type: str) -> Sequence[SearchParam]:
+        """The search parameters this store indexes for a resource type."""
+        return self._params_for(resource_type)
+
     # --- writes ---------------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
