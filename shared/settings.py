@@ -50,6 +50,9 @@ class ServiceSettings(BaseSettings):
     outbox_relay_enabled: bool = True
     outbox_poll_interval_ms: int = 200
     outbox_batch_size: int = 200
+    #: After a commit wakes the relay, wait this long for more rows so that a burst of writes
+    #: is published (and marked) as one batch rather than one cycle per row.
+    outbox_linger_ms: int = 5
     #: Test hook, never set in production: "crash_after_publish" makes the relay SIGKILL its own
     #: process after the broker acknowledged a batch and before the outbox rows are marked.
     fault_injection: str | None = None

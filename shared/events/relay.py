@@ -126,6 +126,7 @@ class OutboxRelay:
         last_prune = 0.0
         batch_size = self._settings.outbox_batch_size
         idle_s = self._settings.outbox_poll_interval_ms / 1000
+        linger_s = self._settings.outbox_linger_ms / 1000
         while not self._stopping.is_set():
             self._wake.clear()
             try:
@@ -146,6 +147,8 @@ class OutboxRelay:
             if published < batch_size:
                 last_prune = await self._maybe_prune(last_prune)
                 await self._wait(self._wake, idle_s)
+                if self._wake.is_set() and linger_s > 0:
+                    await asyncio.sleep(linger_s)  # gather the rest of a burst into one batch
 
     async def _maybe_prune(self, last_prune: float) -> float:
         now = asyncio.get_running_loop().time()
