@@ -6,7 +6,8 @@ from collections.abc import Iterable
 
 from fastapi import FastAPI
 
-from shared.fhir.router import ResourceService, build_router
+from shared.fhir.rest import Dispatcher, FhirRest
+from shared.fhir.router import build_router
 from shared.http import install_error_handlers
 from shared.service import ServiceRuntime, add_health_routes, runtime_lifespan
 from shared.telemetry import NO_FRAMEWORK_TELEMETRY, TracingMiddleware
@@ -25,6 +26,7 @@ def create_service_app(runtime: ServiceRuntime, owned_types: Iterable[str]) -> F
     app.state.runtime = runtime
     install_error_handlers(app)
     add_health_routes(app, runtime)
-    app.include_router(build_router(ResourceService(runtime), owned_types))
+    rest = FhirRest(runtime, owned_types)
+    app.include_router(build_router(Dispatcher(rest), settings.max_body_bytes))
     app.add_middleware(TracingMiddleware, service_name=settings.service_name)
     return app

@@ -5,13 +5,20 @@ verified against a JWKS in production. Claims follow SMART App Launch v2
 (https://hl7.org/fhir/smart-app-launch/scopes-and-launch-context.html): `scope` is a space-
 separated list such as ``system/*.cruds user/CarePlan.rs patient/*.rs``; `patient` limits a
 ``patient/`` scope to one Patient; `organization` carries a clinic's Organization id.
+
+A verified token is remembered (by its SHA-256, never the token itself) until it expires, in a
+bounded LRU: verifying an HS256 signature costs about as much CPU as the gateway's whole proxy
+hop, an RS256 one several times that, and a client sends the same token with every request.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import re
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,25 +108,67 @@ def mint_token(
 
 
 class TokenVerifier:
-    """Verifies bearer tokens: HS256 with the shared secret, RS256 with keys from a JWKS."""
+    """Verifies bearer tokens: HS256 with the shared secret, RS256 with keys from a JWKS.
+
+    The JWKS comes from `jwks_url` (fetched, cached and refreshed by PyJWT) or, for a deployment
+    that pins its keys, from a JWKS document given as `jwks`.
+    """
 
     def __init__(
         self,
         *,
         hs256_secret: str | None,
         jwks_url: str | None = None,
+        jwks: dict[str, Any] | None = None,
         audience: str | None = None,
         issuer: str | None = None,
+        cache_size: int = 10_000,
     ):
         self._secret = hs256_secret or None
-        self._jwks = jwt.PyJWKClient(jwks_url, cache_keys=True) if jwks_url else None
+        self._jwks_client = jwt.PyJWKClient(jwks_url, cache_keys=True) if jwks_url else None
+        self._jwks = jwt.PyJWKSet.from_dict(jwks) if jwks else None
         self._audience = audience
         self._issuer = issuer
+        self._cache: OrderedDict[bytes, tuple[Principal, float]] = OrderedDict()
+        self._cache_size = cache_size
 
     def verify(self, authorization: str | None) -> Principal:
-        if not authorization or not authorization.lower().startswith("bearer "):
-            raise Unauthorized("A bearer token is required (Authorization: Bearer ...)")
-        token = authorization[7:].strip()
+        """The principal of a verified bearer token; Unauthorized otherwise."""
+        token = _bearer(authorization)
+        return self._remembered(token) or self._remember(token, self._verify(token))
+
+    async def verify_async(self, authorization: str | None) -> Principal:
+        """As `verify`, but a JWKS fetch (the first RS256 token, key rotation) runs in a thread
+        instead of blocking the event loop."""
+        token = _bearer(authorization)
+        known = self._remembered(token)
+        if known is not None:
+            return known
+        if self._jwks_client is not None and not token.startswith(_HS256_HEADER_PREFIXES):
+            return self._remember(token, await asyncio.to_thread(self._verify, token))
+        return self._remember(token, self._verify(token))
+
+    def _remembered(self, token: str) -> Principal | None:
+        key = hashlib.sha256(token.encode()).digest()
+        hit = self._cache.get(key)
+        if hit is None:
+            return None
+        principal, expires = hit
+        if expires <= time.time():
+            del self._cache[key]
+            return None
+        self._cache.move_to_end(key)
+        return principal
+
+    def _remember(self, token: str, principal: Principal) -> Principal:
+        expires = principal.claims.get("exp")
+        if isinstance(expires, int | float) and self._cache_size > 0:
+            self._cache[hashlib.sha256(token.encode()).digest()] = (principal, float(expires))
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return principal
+
+    def _verify(self, token: str) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
             alg = header.get("alg")
@@ -127,9 +176,8 @@ class TokenVerifier:
             checks: dict[str, Any] = {"audience": self._audience, "issuer": self._issuer, "options": options}
             if alg == "HS256" and self._secret:
                 claims = jwt.decode(token, self._secret, algorithms=["HS256"], **checks)
-            elif alg == "RS256" and self._jwks:
-                key = self._jwks.get_signing_key_from_jwt(token).key
-                claims = jwt.decode(token, key, algorithms=["RS256"], **checks)
+            elif alg == "RS256" and (self._jwks is not None or self._jwks_client is not None):
+                claims = jwt.decode(token, self._rs256_key(token, header), algorithms=["RS256"], **checks)
             else:
                 raise Unauthorized(f"Token algorithm {alg!r} is not accepted")
         except jwt.PyJWTError as exc:
@@ -138,7 +186,37 @@ class TokenVerifier:
         return Principal(
             subject=str(claims["sub"]),
             scopes=scopes,
-            patient=claims.get("patient"),
-            organization=claims.get("organization"),
+            patient=_optional_str(claims.get("patient")),
+            organization=_optional_str(claims.get("organization")),
             claims=claims,
         )
+
+    def _rs256_key(self, token: str, header: dict[str, Any]) -> Any:
+        if self._jwks is not None:
+            kid = header.get("kid")
+            keys = [k for k in self._jwks.keys if kid is None or k.key_id == kid]
+            if not keys:
+                raise Unauthorized(f"No key {kid!r} in the configured JWKS")
+            return keys[0].key
+        assert self._jwks_client is not None
+        return self._jwks_client.get_signing_key_from_jwt(token).key
+
+
+#: base64url of '{"alg":"HS256"' as PyJWT writes it, so HS256 tokens skip the thread hop.
+_HS256_HEADER_PREFIXES = ("eyJhbGciOiJIUzI1NiIs",)
+
+
+def _bearer(authorization: str | None) -> str:
+    if not authorization or not authorization.lower().startswith("bearer "):
+        raise Unauthorized("A bearer token is required (Authorization: Bearer ...)")
+    token = authorization[7:].strip()
+    if not token:
+        raise Unauthorized("A bearer token is required (Authorization: Bearer ...)")
+    return token
+
+
+def _optional_str(value: Any) -> str | None:
+    """A SMART context claim as a plain id (a patient claim is an id, not a reference)."""
+    if value is None or value == "":
+        return None
+    return str(value)

@@ -1,7 +1,9 @@
-"""Routing `/fhir/{type}...` to the service that owns the type, and asking services if they are ready.
+"""Which service answers a `/fhir/...` request, and the pooled connections the gateway uses to ask it.
 
-The gateway authenticates and authorizes at the door, then forwards the request with its trace
-context and the public base URL (so Location headers and fullUrls point at the gateway).
+`route()` maps a request onto a FHIR interaction (R4 http.html) and the service that owns the
+resource type (shared/fhir/ownership.py). `ServiceClients` holds one keep-alive pool per backing
+service (services/gateway/client.py) and adds what every forwarded request carries: the public
+base URL (so Location headers and fullUrls point at the gateway) and the W3C trace context.
 """
 
 from __future__ import annotations
@@ -10,17 +12,17 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import orjson
-from starlette.responses import Response
 
-from shared.errors import DependencyUnavailable, MethodNotAllowed, NotFound
+from services.gateway.client import BackendPool, UpstreamResponse
+from shared.errors import DependencyUnavailable, InvalidInput, MethodNotAllowed, NotFound
 from shared.fhir.ownership import OWNER_OF
 from shared.fhir.router import FORWARDED_BASE_HEADER
 from shared.telemetry import http_headers_from_context
 
-#: Request headers a client may send that the owning service needs.
-_FORWARD_REQUEST_HEADERS = (
+#: Request headers a client may send that the owning service needs (R4 http.html: conditional
+#: interactions, Prefer, content negotiation).
+FORWARD_REQUEST_HEADERS = (
     "content-type",
     "accept",
     "if-match",
@@ -30,15 +32,23 @@ _FORWARD_REQUEST_HEADERS = (
     "prefer",
 )
 #: Response headers the client gets back.
-_FORWARD_RESPONSE_HEADERS = ("content-type", "etag", "last-modified", "location", "content-location")
+FORWARD_RESPONSE_HEADERS = frozenset(
+    {b"content-type", b"etag", b"last-modified", b"location", b"content-location"}
+)
+FHIR_JSON = "application/fhir+json"
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
     service: str
     resource_type: str
-    #: create | read | vread | update | patch | delete | search | history
+    #: create | read | vread | update | patch | delete | search | history | everything
     interaction: str
+    #: The logical id for instance-level interactions; None at type level (search, create,
+    #: conditional update/patch/delete).
+    id: str | None = None
+    #: A path template for span names: the id does not belong in them.
+    template: str = ""
 
 
 _TYPE_LEVEL = {"POST": "create", "GET": "search", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
@@ -52,63 +62,116 @@ def route(method: str, path: str) -> Route:
         raise NotFound(f"Unknown or unsupported resource type {parts[0] if parts else ''!r}")
     rtype, n = parts[0], len(parts)
     table: dict[str, str]
+    id_ = parts[1] if n > 1 and not parts[1].startswith(("_", "$")) else None
     if n == 1:
-        table = _TYPE_LEVEL
+        table, template = _TYPE_LEVEL, "/fhir/{type}"
     elif n == 2 and parts[1] == "_search":
-        table = {"POST": "search", "GET": "search"}
-    elif (n == 2 and parts[1] == "_history") or (n == 3 and parts[2] == "_history"):
-        table = {"GET": "history"}
-    elif n == 4 and parts[2] == "_history":
-        table = {"GET": "vread"}
-    elif n == 2:
-        table = _INSTANCE_LEVEL
+        table, template = {"POST": "search"}, "/fhir/{type}/_search"
+    elif n == 2 and parts[1] == "_history":
+        table, template = {"GET": "history"}, "/fhir/{type}/_history"
+    elif n == 3 and parts[2] == "_history" and id_:
+        table, template = {"GET": "history"}, "/fhir/{type}/{id}/_history"
+    elif n == 4 and parts[2] == "_history" and id_:
+        table, template = {"GET": "vread"}, "/fhir/{type}/{id}/_history/{vid}"
+    elif n == 3 and rtype == "Patient" and parts[2] == "$everything" and id_:
+        table, template = {"GET": "everything"}, "/fhir/Patient/{id}/$everything"
+    elif n == 2 and id_:
+        table, template = _INSTANCE_LEVEL, "/fhir/{type}/{id}"
     else:
         raise NotFound(f"No such endpoint: /fhir/{path}")
     interaction = table.get(method)
     if interaction is None:
         raise MethodNotAllowed(f"{method} is not allowed on /fhir/{path}")
-    return Route(OWNER_OF[rtype], rtype, interaction)
+    return Route(OWNER_OF[rtype], rtype, interaction, id_, template)
+
+
+@dataclass(frozen=True, slots=True)
+class JsonAnswer:
+    """A service's answer parsed as JSON (what the gateway's own fan-out requests read)."""
+
+    status: int
+    body: dict[str, Any]
+    raw: UpstreamResponse
 
 
 class ServiceClients:
-    """One pooled HTTP client per backing service."""
+    """One keep-alive connection pool per backing service."""
 
-    def __init__(self, urls: dict[str, str], timeout_s: float = 30.0):
-        limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
-        self._clients = {
-            name: httpx.AsyncClient(base_url=url, timeout=timeout_s, limits=limits)
+    def __init__(self, urls: dict[str, str], *, max_connections: int = 64, timeout_s: float = 30.0):
+        self.pools = {
+            name: BackendPool(name, url, max_connections=max_connections, timeout_s=timeout_s)
             for name, url in urls.items()
         }
 
     async def aclose(self) -> None:
-        await asyncio.gather(*(c.aclose() for c in self._clients.values()))
+        await asyncio.gather(*(pool.aclose() for pool in self.pools.values()))
 
-    async def forward(
-        self, service: str, method: str, path: str, query: str, headers: Any, body: bytes, public_base: str
-    ) -> Response:
-        outgoing = {k: v for k in _FORWARD_REQUEST_HEADERS if (v := headers.get(k)) is not None}
-        outgoing[FORWARDED_BASE_HEADER] = public_base
-        outgoing.update(http_headers_from_context())
-        url = f"/fhir/{path}" + (f"?{query}" if query else "")
-        try:
-            upstream = await self._clients[service].request(
-                method, url, content=body or None, headers=outgoing
-            )
-        except httpx.TransportError as exc:
-            raise DependencyUnavailable(
-                f"The {service} service is unavailable ({type(exc).__name__})"
-            ) from None
-        back = {k: v for k in _FORWARD_RESPONSE_HEADERS if (v := upstream.headers.get(k)) is not None}
-        return Response(upstream.content, upstream.status_code, back)
+    async def send(
+        self,
+        service: str,
+        method: str,
+        target: bytes,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        public_base: str,
+    ) -> UpstreamResponse:
+        """One request to a service, with the public base URL and the current trace context."""
+        outgoing = [*headers, (FORWARDED_BASE_HEADER, public_base)]
+        outgoing.extend(http_headers_from_context().items())
+        return await self.pools[service].request(method, target, outgoing, body)
+
+    async def get_json(self, service: str, target: str, public_base: str) -> JsonAnswer:
+        """GET `target` (a path with query, already encoded) and parse the answer."""
+        raw = await self.send(
+            service, "GET", target.encode("latin-1"), [("accept", FHIR_JSON)], b"", public_base
+        )
+        return JsonAnswer(raw.status, parse_json(raw.body, service), raw)
+
+    async def post_json(self, service: str, target: str, body: bytes, public_base: str) -> JsonAnswer:
+        headers = [("accept", FHIR_JSON), ("content-type", FHIR_JSON)]
+        raw = await self.send(service, "POST", target.encode("latin-1"), headers, body, public_base)
+        return JsonAnswer(raw.status, parse_json(raw.body, service), raw)
 
     async def readiness(self) -> dict[str, Any]:
-        async def one(name: str, client: httpx.AsyncClient) -> tuple[str, Any]:
+        async def one(name: str, pool: BackendPool) -> tuple[str, Any]:
             try:
-                response = await client.get("/readyz", timeout=3.0)
-                body = orjson.loads(response.content)
-                return name, {"ready": response.status_code == 200, "checks": body.get("checks", {})}
-            except (httpx.HTTPError, orjson.JSONDecodeError) as exc:
+                async with asyncio.timeout(3.0):
+                    response = await pool.request("GET", b"/readyz", [("accept", "application/json")])
+                body = orjson.loads(response.body)
+                return name, {"ready": response.status == 200, "checks": body.get("checks", {})}
+            except (DependencyUnavailable, TimeoutError, orjson.JSONDecodeError) as exc:
                 return name, {"ready": False, "error": f"unreachable: {type(exc).__name__}"}
 
-        results = await asyncio.gather(*(one(n, c) for n, c in self._clients.items()))
+        results = await asyncio.gather(*(one(n, p) for n, p in self.pools.items()))
         return dict(results)
+
+
+def parse_json(body: bytes, service: str) -> dict[str, Any]:
+    """A service's JSON answer; anything else means the service misbehaved (503, not 500)."""
+    try:
+        parsed = orjson.loads(body) if body else {}
+    except orjson.JSONDecodeError:
+        raise DependencyUnavailable(f"The {service} service sent an answer that is not JSON") from None
+    if not isinstance(parsed, dict):
+        raise DependencyUnavailable(f"The {service} service sent an answer that is not a JSON object")
+    return parsed
+
+
+def outcome_text(answer: JsonAnswer) -> str:
+    """The diagnostics of an OperationOutcome a service answered with, for the gateway's own errors."""
+    issues = answer.body.get("issue") if answer.body.get("resourceType") == "OperationOutcome" else None
+    if isinstance(issues, list) and issues and isinstance(issues[0], dict):
+        return str(issues[0].get("diagnostics") or issues[0].get("code") or answer.status)
+    return f"status {answer.status}"
+
+
+def raise_for_answer(answer: JsonAnswer, what: str) -> None:
+    """Turn a service's error answer to one of the gateway's own requests into a CareBridge error."""
+    if answer.status < 400:
+        return
+    text = f"{what}: {outcome_text(answer)}"
+    if answer.status >= 500:
+        raise DependencyUnavailable(text)
+    if answer.status == 404:
+        raise NotFound(text)
+    raise InvalidInput(text)

@@ -55,7 +55,8 @@ async def enqueue_resource_event(
         subject=f"{rtype}/{stored.id}",
         data_bytes=body,
     )
-    patient = patient_id_of(rtype, resource)
+    # A created Patient's id is the one just assigned, not whatever the client's body held.
+    patient = stored.id if rtype == "Patient" else patient_id_of(rtype, resource)
     await tx.add_outbox(
         event_id=event.id,
         topic=settings.topic(topics.TOPIC_BY_RESOURCE_TYPE[rtype]),

@@ -32,7 +32,19 @@ class DriverConnection(Protocol):
         """Run one statement; returns the number of rows it changed."""
         ...
 
-    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one statement for each row. May be deferred like `defer`."""
+        ...
+
+    async def defer(self, sql: str, params: Sequence[Any]) -> None:
+        """Run a statement whose result nobody needs, at the latest before the next statement
+        with a result, or the commit. Errors surface there."""
+        ...
+
+    async def flush(self) -> None:
+        """Run what was deferred now (before reading through another connection object)."""
+        ...
+
     async def fetch(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]: ...
     def time(self, moment: datetime) -> Any:
         """A timezone-aware datetime as this database stores it (see schema.UtcDateTime)."""
@@ -40,34 +52,77 @@ class DriverConnection(Protocol):
 
 
 class SqliteConnection:
+    """aiosqlite runs each call in its worker thread: a create was nine thread hops, each a
+    queue put, a thread wake-up and a loop wake-up. Statements whose result is not needed are
+    queued instead and run in the same hop as the next statement that has a result, or the
+    COMMIT, so a create costs three hops (BEGIN, the resource insert, everything else + COMMIT).
+    This uses aiosqlite's `_execute` (run a function in its thread), pinned by constraints.txt.
+    """
+
     dialect = "sqlite"
 
     def __init__(self, raw: Any) -> None:
         self._raw = raw  # aiosqlite.Connection, isolation_level=None (see engine.py)
+        self._pending: list[tuple[str, Sequence[Any], bool]] = []
 
     async def begin(self) -> None:
         # IMMEDIATE takes the write lock now (waiting up to busy_timeout for another process)
         # instead of failing later when a read lock cannot be upgraded.
+        self._pending.clear()
         await self._raw.execute("BEGIN IMMEDIATE")
 
     async def commit(self) -> None:
-        await self._raw.execute("COMMIT")
+        await self._in_thread("COMMIT", (), _COMMIT)
 
     async def rollback(self) -> None:
+        self._pending.clear()
         await self._raw.rollback()  # a no-op when no transaction is open
 
     async def execute(self, sql: str, params: Sequence[Any]) -> int:
-        cursor = await self._raw.execute(sql, params)
-        return int(cursor.rowcount)
+        return int(await self._in_thread(sql, params, _ROWCOUNT))
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        await self._raw.executemany(sql, rows)
+        if rows:
+            self._pending.append((sql, rows, True))
+
+    async def defer(self, sql: str, params: Sequence[Any]) -> None:
+        self._pending.append((sql, params, False))
+
+    async def flush(self) -> None:
+        if self._pending:
+            await self._in_thread("", (), _NOTHING)
 
     async def fetch(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
-        return list(await self._raw.execute_fetchall(sql, params))
+        rows: list[Sequence[Any]] = await self._in_thread(sql, params, _ROWS)
+        return rows
+
+    async def _in_thread(self, sql: str, params: Sequence[Any], want: int) -> Any:
+        pending, self._pending = self._pending, []
+        return await self._raw._execute(_run_batch, self._raw._conn, pending, sql, params, want)
 
     def time(self, moment: datetime) -> str:
         return sqlite_time(moment)
+
+
+_NOTHING, _ROWCOUNT, _ROWS, _COMMIT = range(4)
+
+
+def _run_batch(
+    conn: sqlite3.Connection, pending: list[tuple[str, Sequence[Any], bool]], sql: str, params: Any, want: int
+) -> Any:
+    """In aiosqlite's thread: the queued statements, then the one whose result is wanted."""
+    for queued_sql, queued_params, many in pending:
+        if many:
+            conn.executemany(queued_sql, queued_params)
+        else:
+            conn.execute(queued_sql, queued_params)
+    if want == _NOTHING:
+        return None
+    if want == _COMMIT:
+        conn.execute("COMMIT")
+        return None
+    cursor = conn.execute(sql, params)
+    return cursor.rowcount if want == _ROWCOUNT else cursor.fetchall()
 
 
 class PostgresConnection:
@@ -97,6 +152,12 @@ class PostgresConnection:
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         await self._raw.executemany(sql, rows)
+
+    async def defer(self, sql: str, params: Sequence[Any]) -> None:
+        await self._raw.execute(sql, *params)  # asyncpg runs on the event loop: no hop to save
+
+    async def flush(self) -> None:
+        return None
 
     async def fetch(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
         return list(await self._raw.fetch(sql, *params))

@@ -19,12 +19,22 @@ type. What each FHIR data type contributes follows the R4 search rules
   the type is one of the parameter's `targets` (when it has any). Contained ("#x") and logical
   (urn:) references are not indexed.
 - uri: the value, exactly, in the token table with no system (a uri matches like a code).
+- number: each decimal or integer value; quantity: a Quantity's (value, system, code, unit).
+  No unit conversion: `value-quantity=5|http://unitsofmeasure.org|mg` matches values recorded
+  in mg, not 0.005 g.
 
-number and quantity parameters have no index table yet and are skipped.
+Two derived row sets serve modifiers and share the string table under a suffixed parameter
+name (a ":" never occurs in a parameter's own name, see schema.py):
+
+- `text` (token `:text`, http://hl7.org/fhir/R4/search.html#modifiers): CodeableConcept.text,
+  Coding.display and Identifier.type.text, normalized like strings, once from each word on, so
+  `code:text=pressure` finds "Systolic blood pressure".
+- `exact` (string `:exact`): each string value as written, capped, not normalized.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
@@ -37,6 +47,9 @@ from shared.fhir.search_params import SearchParam
 #: ContactPoint.system codes (http://hl7.org/fhir/R4/valueset-contact-point-system.html).
 #: An Identifier.system is a URI, never one of these bare words, which tells the two apart.
 CONTACT_POINT_SYSTEMS = frozenset({"phone", "fax", "email", "pager", "url", "sms", "other"})
+
+#: Word starts of a display text indexed for token :text (a longer text's later words are not).
+MAX_TEXT_WORDS = 8
 
 #: Index values are capped so that a PostgreSQL btree entry stays under its ~2.7 KB limit
 #: even with 4-byte UTF-8 characters; search applies the same cap to what it looks for.
@@ -68,6 +81,11 @@ class IndexRows:
     string: list[tuple[str, str]] = field(default_factory=list)  # (param, normalized value)
     date: list[tuple[str, datetime, datetime]] = field(default_factory=list)  # (param, low, high)
     reference: list[tuple[str, str, str]] = field(default_factory=list)  # (param, type, id)
+    number: list[tuple[str, float]] = field(default_factory=list)  # (param, value)
+    #: (param, value, system, code, unit)
+    quantity: list[tuple[str, float, str | None, str | None, str | None]] = field(default_factory=list)
+    text: list[tuple[str, str]] = field(default_factory=list)  # (token param, normalized text)
+    exact: list[tuple[str, str]] = field(default_factory=list)  # (string param, text as written)
 
 
 def extract_index_rows(resource: dict[str, Any], params: Sequence[SearchParam]) -> IndexRows:
@@ -79,6 +97,7 @@ def extract_index_rows(resource: dict[str, Any], params: Sequence[SearchParam]) 
             rows.token.extend(
                 _unique((param.name, s, c) for v in values for s, c in token_values(v, param.name))
             )
+            rows.text.extend(_unique((param.name, t) for v in values for t in token_texts(v)))
         elif param.type == "uri":
             # A uri matches exactly, as a token code does: it shares the token table.
             rows.token.extend(
@@ -86,6 +105,7 @@ def extract_index_rows(resource: dict[str, Any], params: Sequence[SearchParam]) 
             )
         elif param.type == "string":
             rows.string.extend(_unique((param.name, s) for v in values for s in string_values(v)))
+            rows.exact.extend(_unique((param.name, s) for v in values for s in string_values(v, exact=True)))
         elif param.type == "date":
             rows.date.extend(_unique((param.name, lo, hi) for v in values for lo, hi in date_ranges(v)))
         elif param.type == "reference":
@@ -99,6 +119,10 @@ def extract_index_rows(resource: dict[str, Any], params: Sequence[SearchParam]) 
                     if not param.targets or t in param.targets
                 )
             )
+        elif param.type == "number":
+            rows.number.extend(_unique((param.name, n) for v in values for n in number_values(v)))
+        elif param.type == "quantity":
+            rows.quantity.extend(_unique((param.name, *q) for v in values for q in quantity_values(v)))
     return rows
 
 
@@ -157,18 +181,58 @@ def token_values(value: Any, param_name: str = "") -> Iterator[tuple[str | None,
             yield system, _cap(code)
 
 
-def string_values(value: Any) -> Iterator[str]:
-    """Normalized strings of one element value (a HumanName or Address yields each part)."""
+def string_values(value: Any, *, exact: bool = False) -> Iterator[str]:
+    """Normalized strings of one element value (a HumanName or Address yields each part);
+    with `exact`, the same strings as written (capped), for `:exact`."""
     if isinstance(value, str):
-        normalized = normalize_string(value)
-        if normalized:
-            yield normalized
+        written = _cap(value) if exact else normalize_string(value)
+        if written:
+            yield written
     elif isinstance(value, dict):
         for part in _HUMAN_NAME_AND_ADDRESS_PARTS:
             item = value.get(part)
             for text in item if isinstance(item, list) else (item,):
                 if isinstance(text, str):
-                    yield from string_values(text)
+                    yield from string_values(text, exact=exact)
+
+
+def token_texts(value: Any) -> Iterator[str]:
+    """Normalized display texts of a token value, each from every word start on (for :text)."""
+    if not isinstance(value, dict):
+        return
+    texts: list[Any] = [value.get("text"), value.get("display")]
+    codings = value.get("coding")
+    if isinstance(codings, list):
+        texts.extend(c.get("display") for c in codings if isinstance(c, dict))
+    kind = value.get("type")  # Identifier.type, a CodeableConcept
+    if isinstance(kind, dict) and "value" in value:
+        texts.append(kind.get("text"))
+    for text in texts:
+        if isinstance(text, str):
+            words = normalize_string(text).split(" ")
+            for start in range(min(len(words), MAX_TEXT_WORDS)):
+                if words[start]:
+                    yield " ".join(words[start:])
+
+
+def number_values(value: Any) -> Iterator[float]:
+    """A JSON number (decimal, integer); booleans are not numbers."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        yield float(value)
+
+
+def quantity_values(value: Any) -> Iterator[tuple[float, str | None, str | None, str | None]]:
+    """(value, system, code, unit) of a Quantity with a value."""
+    if not isinstance(value, dict):
+        return
+    for number in number_values(value.get("value")):
+        system, code, unit = (value.get(k) for k in ("system", "code", "unit"))
+        yield (
+            number,
+            _cap(system) if isinstance(system, str) else None,
+            _cap(code) if isinstance(code, str) else None,
+            _cap(unit) if isinstance(unit, str) else None,
+        )
 
 
 def normalize_string(text: str) -> str:

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Float,
     Index,
     Integer,
     LargeBinary,
@@ -28,6 +29,12 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 
 #: FHIR ids are at most 64 characters ([A-Za-z0-9-.]{1,64}); resource type names are shorter.
 ID_LENGTH = 64
+
+#: Derived rows in idx_string, under the parameter's name with a suffix (a search parameter's
+#: own name never contains ":"): display texts of a token parameter for `:text`, and a string
+#: parameter's values as written for `:exact` (see indexing.py).
+TEXT_SUFFIX = ":text"
+EXACT_SUFFIX = ":exact"
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -91,24 +98,45 @@ class CoreTables:
         self.idx_token = _index_table(
             metadata, "idx_token",
             [Column("system", Text, nullable=True), Column("code", Text, nullable=False)],
-            # resource_id trails so a token search is answered from the index alone.
+            # resource_id trails so a search is answered from the index alone (core migration
+            # 2 added it to the date and reference indexes).
             ("param", "code", "system", "resource_id"),
+            ("param", "code"),
         )  # fmt: skip
         self.idx_string = _index_table(
             metadata, "idx_string",
             [Column("value", _binary_collation_text(), nullable=False)],
             ("param", "value", "resource_id"),
+            ("param", "value"),
         )  # fmt: skip
         self.idx_date = _index_table(
             metadata, "idx_date",
             [Column("low", UtcDateTime, nullable=False), Column("high", UtcDateTime, nullable=False)],
+            ("param", "low", "high", "resource_id"),
             ("param", "low", "high"),
         )  # fmt: skip
         self.idx_reference = _index_table(
             metadata, "idx_reference",
             [Column("target_type", String(ID_LENGTH), nullable=False),
              Column("target_id", Text, nullable=False)],
-            ("param", "target_type", "target_id"),
+            ("param", "target_type", "target_id", "resource_id"),
+            ("param", "target_id"),
+        )  # fmt: skip
+        # Core migration 2: number and quantity parameters. Values are doubles on both
+        # databases; the precision rules of search (R4 search.html#number) are applied to the
+        # bounds a search computes, not to what is stored.
+        self.idx_number = _index_table(
+            metadata, "idx_number",
+            [Column("value", Float, nullable=False)],
+            ("param", "value", "resource_id"),
+            ("param", "value"),
+        )  # fmt: skip
+        self.idx_quantity = _index_table(
+            metadata, "idx_quantity",
+            [Column("value", Float, nullable=False), Column("system", Text, nullable=True),
+             Column("code", Text, nullable=True), Column("unit", Text, nullable=True)],
+            ("param", "value", "resource_id"),
+            ("param", "value"),
         )  # fmt: skip
         self.outbox = Table(
             "outbox", metadata,
@@ -151,7 +179,17 @@ class CoreTables:
 
     @property
     def index_tables(self) -> tuple[Table, ...]:
+        """The index tables of core migration 1."""
         return (self.idx_token, self.idx_string, self.idx_date, self.idx_reference)
+
+    @property
+    def all_index_tables(self) -> tuple[Table, ...]:
+        return (*self.index_tables, *self.version_2)
+
+    @property
+    def version_2(self) -> tuple[Table, ...]:
+        """The tables core migration 2 creates."""
+        return (self.idx_number, self.idx_quantity)
 
     @property
     def version_1(self) -> tuple[Table, ...]:
@@ -174,7 +212,11 @@ def _resource_version_columns() -> list[Column[Any]]:
 
 
 def _index_table(
-    metadata: MetaData, name: str, value_columns: list[Column[Any]], search_key: tuple[str, ...]
+    metadata: MetaData,
+    name: str,
+    value_columns: list[Column[Any]],
+    search_key: tuple[str, ...],
+    resource_key: tuple[str, ...],
 ) -> Table:
     table = Table(
         name, metadata,
@@ -183,7 +225,9 @@ def _index_table(
         Column("param", String(100), nullable=False),
         *value_columns,
         Index(f"ix_{name}_search", "resource_type", *search_key),
-        # Re-indexing on update and delete removes a resource's rows by id.
-        Index(f"ix_{name}_resource", "resource_type", "resource_id"),
+        # By resource: re-indexing on update and delete removes a resource's rows; search looks
+        # up one resource's values of a parameter here (sort keys, :missing, :not), from the
+        # index alone. Core migration 2 widened it from (resource_type, resource_id).
+        Index(f"ix_{name}_resource", "resource_type", "resource_id", *resource_key),
     )  # fmt: skip
     return table

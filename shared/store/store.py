@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from shared.errors import DependencyUnavailable, Gone, NotFound
 from shared.fhir.search_params import SEARCH_PARAMETERS, SearchParam
 from shared.store.content import next_timestamp
-from shared.store.driver import DriverConnection, driver_connection, utc_from_db
+from shared.store.driver import DriverConnection, driver_connection, sqlite_time, utc_from_db
 from shared.store.engine import NO_BEGIN_OPTION, WRITE_OPTION, build_engine, translated_errors
 from shared.store.migrations import Migration, apply_pending, core_migrations, ordered
 from shared.store.readers import ReadPool
@@ -26,6 +26,7 @@ from shared.store.schema import CoreTables
 from shared.store.search import search_query
 from shared.store.statements import Statements
 from shared.store.transaction import Transaction
+from shared.store.versions import MAX_HISTORY_PAGE, HistoryCursor, VersionStatements, rest_migrations
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class Store:
         self.applied_migrations: list[tuple[str, int]] = []
         self._search_params = search_params
         self._sql = Statements(self.dialect)
+        self._versions = VersionStatements(self.dialect)
         # SQLAlchemy transactions that write: migrations, marking the outbox.
         self._writes = engine.execution_options(**{WRITE_OPTION: True})
         # Connections on which SQLAlchemy starts no transaction: single-statement queries, and
@@ -84,7 +86,7 @@ class Store:
         engine = build_engine(database_url, echo=echo)
         store = cls(engine, search_params, read_connections)
         try:
-            migrations = ordered(core_migrations(store.tables), extra_migrations)
+            migrations = ordered(core_migrations(store.tables), [*rest_migrations(), *extra_migrations])
             async with store._writer_slot():
                 with translated_errors("migrate"):
                     async with store._writes.begin() as connection:
@@ -141,7 +143,7 @@ class Store:
             try:
                 connection, db = await self._begin()
                 try:
-                    txn = Transaction(connection, db, self._sql, self._params_for)
+                    txn = Transaction(connection, db, self._sql, self._params_for, self._versions)
                     yield txn
                     with translated_errors("commit"):
                         await db.commit()
@@ -219,6 +221,35 @@ class Store:
             raise NotFound(f"{resource_type}/{id} not found")
         return [_stored(resource_type, id, row) for row in rows]
 
+    async def history_page(
+        self,
+        resource_type: str | None = None,
+        id: str | None = None,
+        *,
+        since: datetime | None = None,
+        cursor: HistoryCursor | None = None,
+        count: int = 50,
+    ) -> list[StoredResource]:
+        """Versions newest first, deletions included: of one resource (type and id), of a type
+        (type only) or of everything (neither); at or after `since`, strictly older than
+        `cursor`, at most `count`. An unknown resource simply has no versions."""
+        if id is not None and resource_type is None:
+            raise ValueError("an instance history needs the resource type")
+        sql = self._versions.history_page(resource_type, id, since is not None, cursor is not None)
+        time = self._time
+        params: list[Any] = [v for v in (resource_type, id) if v is not None]
+        if since is not None:
+            params.append(time(since))
+        if cursor is not None:
+            params += [time(cursor.last_updated), cursor.resource_type, cursor.id, cursor.version_id]
+        # One over a page: the REST layer asks for one extra version to know if a next page exists.
+        params.append(max(1, min(count, MAX_HISTORY_PAGE + 1)))
+        rows = await self._readers.fetch(sql, params)
+        return [_stored(row[0], row[1], row[2:]) for row in rows]
+
+    def _time(self, moment: datetime) -> Any:
+        return sqlite_time(moment) if self.dialect == "sqlite" else moment
+
     async def search(
         self,
         resource_type: str,
@@ -226,8 +257,10 @@ class Store:
         token: dict[str, tuple[str | None, str]] | None = None,
         string: dict[str, str] | None = None,
         limit: int = 50,
+        connection: AsyncConnection | None = None,
     ) -> list[StoredResource]:
-        """See `search.search_query` for the matching rules."""
+        """See `search.search_query` for the matching rules. `connection`: search inside that
+        connection's transaction (e.g. `tx.connection`, which sees the transaction's own writes)."""
         query = search_query(
             self.tables,
             self._params_for(resource_type),
@@ -237,8 +270,11 @@ class Store:
             limit=limit,
         )
         with translated_errors(f"search {resource_type}"):
-            async with self._direct.connect() as connection:
+            if connection is not None:
                 rows = (await connection.execute(query)).all()
+            else:
+                async with self._direct.connect() as own:
+                    rows = (await own.execute(query)).all()
         return [StoredResource(resource_type, row[0], row[1], row[2], False, row[4]) for row in rows]
 
     # --- outbox, inbox, projections --------------------------------------------------------------

@@ -20,9 +20,10 @@ from shared.fhir.search_params import SearchParam
 from shared.store.content import canonical_document, check_id, check_type, new_id, next_timestamp, to_json
 from shared.store.driver import DriverConnection, utc_from_db
 from shared.store.engine import translated_errors
-from shared.store.indexing import IndexRows, extract_index_rows
+from shared.store.index_writer import index_writer
 from shared.store.records import StoredResource
-from shared.store.statements import INDEX_KINDS, Statements
+from shared.store.statements import Statements
+from shared.store.versions import VersionStatements
 
 
 class _Current(NamedTuple):
@@ -35,7 +36,9 @@ class Transaction:
     """A write transaction.
 
     `connection` is a SQLAlchemy connection inside this same transaction, for a service's own
-    tables; do not commit or roll it back yourself. A transaction serves one task at a time.
+    tables; do not commit or roll it back yourself. To read rows the store wrote in this
+    transaction through it, get it from `await sql_connection()`. A transaction serves one task
+    at a time.
     """
 
     def __init__(
@@ -44,14 +47,23 @@ class Transaction:
         db: DriverConnection,
         statements: Statements,
         params_for: Callable[[str], Sequence[SearchParam]],
+        versions: VersionStatements | None = None,
     ) -> None:
         self.connection = connection
         self.dialect = db.dialect
         self._db = db
         self._sql = statements
         self._params_for = params_for
+        self._versions = versions or VersionStatements(db.dialect)
         #: True once an outbox row was added: the store wakes the relay after commit.
         self.outbox_added = False
+
+    async def sql_connection(self) -> AsyncConnection:
+        """`connection`, after the store's queued writes ran: use this one to read rows this
+        transaction wrote (the store queues writes whose result it does not need)."""
+        with translated_errors("flush"):
+            await self._db.flush()
+        return self.connection
 
     # --- resources ------------------------------------------------------------------------------
 
@@ -124,6 +136,41 @@ class Transaction:
             raise Gone(f"{resource_type}/{id} was deleted (version {version_id})")
         return StoredResource(resource_type, id, version_id, utc_from_db(last_updated), False, bytes(content))
 
+    async def vread(self, resource_type: str, id: str, version_id: int) -> StoredResource:
+        """One version, as this transaction sees it (including its own writes)."""
+        with translated_errors(f"vread {resource_type}/{id}"):
+            rows = await self._db.fetch(self._sql.vread, (resource_type, id, version_id))
+        if not rows:
+            raise NotFound(f"{resource_type}/{id} has no version {version_id}")
+        vid, last_updated, deleted, content = rows[0]
+        if deleted:
+            raise Gone(f"{resource_type}/{id} version {version_id} is a deletion")
+        return StoredResource(resource_type, id, vid, utc_from_db(last_updated), False, bytes(content))
+
+    # --- conditional create ---------------------------------------------------------------------
+
+    async def lock_conditional_key(self, resource_type: str, criteria_hash: str, criteria: str) -> None:
+        """Hold the key of one conditional-create criteria until this transaction ends.
+
+        The key's primary key is what makes concurrent conditional creates safe
+        (http://hl7.org/fhir/R4/http.html#ccreate): a second transaction with the same criteria
+        waits here (PostgreSQL row lock; SQLite's single writer) until the first commits, and
+        only then searches, so it sees the first one's resource. A key left behind by a resource
+        that was since changed or deleted does no harm: the search after the lock decides.
+        """
+        now = self._db.time(datetime.now(UTC))
+        with translated_errors(f"conditional key {resource_type}"):
+            await self._db.execute(
+                self._versions.lock_conditional_key, (resource_type, criteria_hash, criteria, now)
+            )
+
+    async def set_conditional_key(self, resource_type: str, criteria_hash: str, resource_id: str) -> None:
+        """Record which resource the key's criteria created (for diagnosis; the search decides)."""
+        with translated_errors(f"conditional key {resource_type}"):
+            await self._db.execute(
+                self._versions.set_conditional_key, (resource_id, resource_type, criteria_hash)
+            )
+
     # --- events and projections -----------------------------------------------------------------
 
     async def add_outbox(
@@ -151,9 +198,7 @@ class Transaction:
         encoded_headers = orjson.dumps([[name, value.decode("latin-1")] for name, value in headers])
         now = self._db.time(datetime.now(UTC))
         with translated_errors(f"outbox event {event_id}"):
-            await self._db.execute(
-                self._sql.insert_outbox, (event_id, topic, key, value, encoded_headers, now)
-            )
+            await self._db.defer(self._sql.insert_outbox, (event_id, topic, key, value, encoded_headers, now))
         self.outbox_added = True
 
     async def claim_event(self, consumer: str, event_id: str) -> bool:
@@ -185,7 +230,7 @@ class Transaction:
         stored, doc = _new_version(resource, resource_type, resource_id, 1, next_timestamp(None))
         if await self._db.execute(self._sql.insert_resource, self._version_row(stored)) != 1:
             return None
-        await self._db.execute(self._sql.insert_history, self._version_row(stored))
+        await self._db.defer(self._sql.insert_history, self._version_row(stored))
         await self._insert_index_rows(resource_type, resource_id, doc)
         return stored
 
@@ -199,8 +244,8 @@ class Transaction:
     async def _write_next_version(self, stored: StoredResource) -> None:
         at = self._db.time(stored.last_updated)
         params = (stored.version_id, at, stored.deleted, stored.content, stored.resource_type, stored.id)
-        await self._db.execute(self._sql.update_resource, params)
-        await self._db.execute(self._sql.insert_history, self._version_row(stored))
+        await self._db.defer(self._sql.update_resource, params)
+        await self._db.defer(self._sql.insert_history, self._version_row(stored))
 
     def _version_row(self, stored: StoredResource) -> tuple[Any, ...]:
         at = self._db.time(stored.last_updated)
@@ -208,29 +253,11 @@ class Transaction:
 
     async def _insert_index_rows(self, resource_type: str, resource_id: str, doc: dict[str, Any]) -> None:
         params = self._params_for(resource_type)
-        if not params:
-            return
-        rows_by_kind = self._index_rows(extract_index_rows(doc, params), resource_type, resource_id)
-        for kind, rows in rows_by_kind.items():
-            if rows:  # one executemany per table
-                await self._db.executemany(self._sql.insert_index[kind], rows)
-
-    def _index_rows(
-        self, rows: IndexRows, resource_type: str, resource_id: str
-    ) -> dict[str, list[tuple[Any, ...]]]:
-        time = self._db.time
-        return {
-            "token": [(resource_type, resource_id, *row) for row in rows.token],
-            "string": [(resource_type, resource_id, *row) for row in rows.string],
-            "date": [(resource_type, resource_id, p, time(lo), time(hi)) for p, lo, hi in rows.date],
-            "reference": [(resource_type, resource_id, *row) for row in rows.reference],
-        }
+        await index_writer(self.dialect).insert(self._db, resource_type, resource_id, doc, params)
 
     async def _delete_index_rows(self, resource_type: str, resource_id: str) -> None:
-        kinds = {"token" if param.type == "uri" else param.type for param in self._params_for(resource_type)}
-        for kind in INDEX_KINDS:
-            if kind in kinds:  # tables this type never writes to have nothing to delete
-                await self._db.execute(self._sql.delete_index[kind], (resource_type, resource_id))
+        params = self._params_for(resource_type)
+        await index_writer(self.dialect).clear(self._db, resource_type, resource_id, params)
 
 
 def _new_version(

@@ -94,7 +94,35 @@ async def test_unacceptable_accept_header_gets_406(stack: Stack) -> None:
 async def test_unsupported_search_parameter_gets_400(stack: Stack) -> None:
     async with stack.client() as http:
         response = await http.get("/fhir/Patient", params={"favourite-colour": "blue"})
-    assert_outcome(response, 400, "invalid")
+    assert response.status_code == 400
+    assert response.json()["issue"][0]["code"] in ("invalid", "not-supported")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("GET", "/fhir", 404, "not-found"),
+        ("GET", "/fhir/Patient/x/y/z/w", 404, "not-found"),
+        ("POST", "/fhir/metadata", 405, "not-supported"),
+        ("POST", "/fhir/Patient/x", 405, "not-supported"),
+        ("DELETE", "/fhir/Patient/x/_history/1", 405, "not-supported"),
+    ],
+)
+async def test_requests_that_are_no_fhir_interaction_get_an_outcome(
+    stack: Stack, method: str, path: str, status: int, code: str
+) -> None:
+    async with stack.client() as http:
+        response = await http.request(method, path)
+    assert_outcome(response, status, code)
+
+
+async def test_audit_events_are_served_by_the_gateway_itself(stack: Stack) -> None:
+    async with stack.client() as http:
+        response = await http.get("/fhir/AuditEvent", params={"_count": "1"})
+        patient_token = mint_token(stack.settings.jwt_hs256_secret, "patient/*.rs", patient="p1")
+        refused = await http.get("/fhir/AuditEvent", headers={"Authorization": f"Bearer {patient_token}"})
+    assert response.status_code == 200 and response.json()["type"] == "searchset"
+    assert_outcome(refused, 403, "forbidden")
 
 
 async def test_service_keeps_serving_after_bad_input(stack: Stack) -> None:
@@ -104,3 +132,45 @@ async def test_service_keeps_serving_after_bad_input(stack: Stack) -> None:
             "/fhir/Patient", content=orjson.dumps({"resourceType": "Patient"}), headers=FHIR_JSON
         )
     assert response.status_code == 201
+
+
+_BATCH_OF_ODD_ENTRIES = orjson.dumps(
+    {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            1,
+            {"request": 5},
+            {"request": {"method": 5, "url": "Patient"}},
+            {"request": {"method": "GET", "url": "http://elsewhere.example/Patient"}},
+            {"request": {"method": "TRACE", "url": "Patient"}},
+            {"request": {"method": "GET", "url": "Patient/x/$everything"}},
+        ],
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/fhir/CarePlan?subject.=x", None),
+        ("GET", "/fhir/CarePlan?subject:Nope.name=1", None),
+        ("GET", "/fhir/CarePlan?_include=CarePlan:subject:Patient:x", None),
+        ("GET", "/fhir/Patient?_revinclude=CarePlan:subject:Goal", None),
+        ("GET", "/fhir/Patient/%20x/$everything", None),
+        ("GET", "/fhir/Patient/%ff", None),
+        ("GET", "/fhir/Patient?name=%ff%fe", None),
+        ("POST", "/fhir", b"[]"),
+        ("POST", "/fhir", b'{"resourceType":"Bundle","type":"batch","entry":"x"}'),
+        ("POST", "/fhir", _BATCH_OF_ODD_ENTRIES),
+        ("GET", "/fhir/Observation?subject:Patient.identifier=" + "x," * 2000, None),
+    ],
+)
+async def test_odd_requests_get_an_answer_not_a_crash(
+    stack: Stack, method: str, path: str, body: bytes | None
+) -> None:
+    async with stack.client() as http:
+        response = await http.request(method, path, content=body, headers=FHIR_JSON)
+    assert response.status_code < 500, response.text
+    if response.status_code >= 400:
+        assert response.json()["resourceType"] == "OperationOutcome"

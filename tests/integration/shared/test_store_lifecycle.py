@@ -22,6 +22,10 @@ ARCHIVE = sa.Table(
     sa.Index("ix_test_archive_body", "body"),
 )
 
+#: What a new database gets before any service migration: the core schema, its search-index
+#: upgrade (store 2) and the REST layer's tables (store.rest 1).
+CORE = [("store", 1), ("store", 2), ("store.rest", 1)]
+
 
 def archive_migrations(calls: list[str]) -> list[Migration]:
     async def add_note(connection: AsyncConnection) -> None:
@@ -46,7 +50,7 @@ async def test_opening_the_same_sqlite_file_twice_applies_migrations_only_once(s
     second = await Store.open(sqlite_url)
     await second.close()
 
-    assert first.applied_migrations == [("store", 1)]
+    assert first.applied_migrations == CORE
     assert second.applied_migrations == []
 
 
@@ -71,9 +75,9 @@ async def test_extra_migrations_of_another_component_are_applied_once_in_version
     await again.close()
 
     assert calls == ["v1", "v2"]
-    assert store.applied_migrations == [("store", 1), ("test.archive", 1), ("test.archive", 2)]
+    assert store.applied_migrations == [*CORE, ("test.archive", 1), ("test.archive", 2)]
     assert again.applied_migrations == []
-    assert [tuple(r) for r in recorded] == [("store", 1), ("test.archive", 1), ("test.archive", 2)]
+    assert [tuple(r) for r in recorded] == [*CORE, ("test.archive", 1), ("test.archive", 2)]
     assert [tuple(r) for r in rows] == [("a", "n")]
 
 
@@ -112,7 +116,7 @@ async def test_a_failing_migration_leaves_nothing_behind(sqlite_url: str) -> Non
         tables = set(await conn.run_sync(lambda c: sa.inspect(c).get_table_names()))
     await store.close()
 
-    assert store.applied_migrations == [("store", 1)]
+    assert store.applied_migrations == CORE
     assert "test_archive" not in tables
 
 
@@ -140,7 +144,7 @@ async def test_two_processes_starting_together_on_postgresql_migrate_once(postgr
         await store.close()
 
     assert calls == ["v1", "v2"]
-    assert sorted(len(s.applied_migrations) for s in stores) == [0, 0, 3]
+    assert sorted(len(s.applied_migrations) for s in stores) == [0, 0, len(CORE) + 2]
 
 
 async def test_twenty_concurrent_transactions_on_one_database_all_commit(database_url: str) -> None:

@@ -77,7 +77,8 @@ async def test_search_by_name_prefix_ignores_accents_and_case(people: Store) -> 
     assert ids(await people.search("Patient", string={"name": "Jose"})) == ["jose", "josefina"]
     assert ids(await people.search("Patient", string={"name": "JOSÉ"})) == ["jose", "josefina"]
     assert ids(await people.search("Patient", string={"given": "josé"})) == ["jose", "josefina"]
-    assert ids(await people.search("Patient", string={"family": "garc"})) == ["jose", "ana"]
+    # (order is by lastUpdated, which two creates in one millisecond share: compare as sets)
+    assert sorted(ids(await people.search("Patient", string={"family": "garc"}))) == ["ana", "jose"]
     assert await people.search("Patient", string={"family": "garcias"}) == []
 
 

@@ -1,0 +1,28 @@
+"""The FHIR R4 REST layer, without HTTP (http://hl7.org/fhir/R4/http.html).
+
+- `FhirRest` (interactions.py): read, vread, create, update, patch, delete and their
+  conditional forms over one service's store; every write emits its event in its transaction.
+- `Dispatcher` (dispatch.py): which interaction a `RestRequest` is, and running it; serves the
+  HTTP routes (shared/fhir/router.py) and batch/transaction Bundle entries (bundles.py) alike.
+- headers.py (ETag, If-Match, Prefer, conditional read), patch.py (JSON Patch),
+  conditional.py (criteria and their keys), history.py, capability.py (CapabilityStatement).
+"""
+
+from shared.fhir.rest.capability import capability_statement
+from shared.fhir.rest.dispatch import Dispatcher
+from shared.fhir.rest.headers import Prefer, parse_prefer
+from shared.fhir.rest.interactions import Deleted, FhirRest, StoreHolder, Written
+from shared.fhir.rest.messages import RestRequest, RestResponse
+
+__all__ = [
+    "Deleted",
+    "Dispatcher",
+    "FhirRest",
+    "Prefer",
+    "RestRequest",
+    "RestResponse",
+    "StoreHolder",
+    "Written",
+    "capability_statement",
+    "parse_prefer",
+]
