@@ -27,6 +27,7 @@ import orjson
 
 from services.gateway import searchsets
 from services.gateway.access import Restriction, references, search_restrictions
+from services.gateway.client import UpstreamResponse
 from services.gateway.context import Call, Reply
 from services.gateway.proxy import Route, raise_for_answer
 from shared.errors import InvalidInput
@@ -212,7 +213,7 @@ def _self_link(call: Call, rtype: str) -> str:
     return f"{call.base}/{rtype}" + (f"?{query}" if query else "")
 
 
-async def _send_search(call: Call, route: Route, params: list[tuple[str, str]]) -> Any:
+async def _send_search(call: Call, route: Route, params: list[tuple[str, str]]) -> UpstreamResponse:
     query = searchsets.encode_query(params)
     if len(query) <= _MAX_URL_QUERY:
         return await call.forward(route.service, "GET", f"/fhir/{route.resource_type}?{query}".encode(), b"")

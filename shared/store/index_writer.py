@@ -101,9 +101,10 @@ class IndexWriter:
     async def clear(
         self, db: DriverConnection, resource_type: str, resource_id: str, params: Sequence[SearchParam]
     ) -> None:
-        """Remove a resource's rows from every table its type writes to."""
+        """Remove a resource's rows from every table its type writes to (deferred: nothing
+        waits on the result, and the inserts that follow are queued behind it)."""
         for table in tables_for(params):
-            await db.execute(self._delete[table], (resource_type, resource_id))
+            await db.defer(self._delete[table], (resource_type, resource_id))
 
 
 @functools.cache

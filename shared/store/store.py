@@ -86,7 +86,8 @@ class Store:
         engine = build_engine(database_url, echo=echo)
         store = cls(engine, search_params, read_connections)
         try:
-            migrations = ordered(core_migrations(store.tables), [*rest_migrations(), *extra_migrations])
+            core = core_migrations(store.tables, search_params)
+            migrations = ordered(core, [*rest_migrations(), *extra_migrations])
             async with store._writer_slot():
                 with translated_errors("migrate"):
                     async with store._writes.begin() as connection:

@@ -11,6 +11,7 @@ import httpx
 import orjson
 import pytest
 
+from services.gateway import everything, search
 from services.gateway.client import BackendPool
 from tests.integration.stack import Stack
 from tests.integration.test_gateway_errors import assert_outcome
@@ -322,3 +323,67 @@ async def test_metadata_is_served_again_while_a_service_is_down_and_503_when_nev
             pools["careplan"] = careplan
     assert stale.status_code == 200 and stale.json()["rest"] == before["rest"]
     assert "careplan did not answer" in assert_outcome(unknown, 503, "transient")
+
+
+async def test_everything_follows_each_services_next_links(
+    stack: Stack, record: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(everything, "_PAGE", 2)  # three CarePlans: two pages
+    patient = record["patient"]["id"]
+    async with stack.client() as http:
+        bundle = (await http.get(f"/fhir/Patient/{patient}/$everything", params={"_type": "CarePlan"})).json()
+    assert by_mode(bundle, "match") == {
+        f"Patient/{patient}",
+        *(f"CarePlan/{p['id']}" for p in record["plans"]),
+    }
+
+
+async def test_everything_past_its_limit_says_it_was_cut_short(
+    stack: Stack, record: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(everything, "EVERYTHING_LIMIT", 3)
+    patient = record["patient"]["id"]
+    async with stack.client() as http:
+        bundle = (await http.get(f"/fhir/Patient/{patient}/$everything")).json()
+    assert len(by_mode(bundle, "match")) == 3
+    outcome = bundle["entry"][-1]
+    assert outcome["search"]["mode"] == "outcome"
+    assert outcome["resource"]["issue"][0]["code"] == "too-costly"
+
+
+async def test_chain_matching_too_many_targets_is_refused(
+    stack: Stack, record: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(search, "CHAIN_LIMIT", 1)
+    async with stack.client() as http:
+        response = await http.get("/fhir/CarePlan", params={"subject:Patient.identifier": f"{SYSTEM}|"})
+    assert "narrow it" in assert_outcome(response, 400, "too-costly")
+
+
+async def test_chain_resolving_to_many_targets_is_sent_on_as_post_search(stack: Stack) -> None:
+    system = f"urn:carebridge:test:{uuid.uuid4().hex}"
+    entries = [
+        {
+            "resource": {"resourceType": "Patient", "identifier": [{"system": system, "value": str(i)}]},
+            "request": {"method": "POST", "url": "Patient"},
+        }
+        for i in range(160)
+    ]
+    async with stack.client() as http:
+        created = await http.post(
+            "/fhir",
+            content=orjson.dumps({"resourceType": "Bundle", "type": "batch", "entry": entries}),
+            headers=FHIR_JSON,
+        )
+        last = created.json()["entry"][-1]["resource"]["id"]
+        plan = await create(
+            http,
+            {
+                "resourceType": "CarePlan",
+                "status": "active",
+                "intent": "plan",
+                "subject": {"reference": f"Patient/{last}"},
+            },
+        )
+        found = (await http.get("/fhir/CarePlan", params={"subject:Patient.identifier": f"{system}|"})).json()
+    assert by_mode(found, "match") == {f"CarePlan/{plan['id']}"}

@@ -30,7 +30,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, exists, func, or_, select, union_all
+from sqlalchemy import Select, and_, exists, func, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.fhir.search.compile import CriteriaCompiler
@@ -100,39 +100,57 @@ class _Plan:
         return select(self.r.c.id).where(*self.conditions)
 
     async def page(self, connection: AsyncConnection, *, first: bool = False) -> tuple[list[Any], bool]:
-        """The page's rows in order, and whether more rows lie beyond it in the paging direction.
-
-        Two statements: the ids and sort keys of the page, then the content of just those rows,
-        so the database never carries resource bodies through the sort.
-        """
+        """The page's rows in order, and whether more rows lie beyond it in the paging direction."""
         cursor = None if first else self.query.cursor
         reverse = cursor is not None and cursor.direction == "prev"
-        statement = self._keyed_select(cursor, reverse)
-        keyed = (await connection.execute(statement)).all()
-        more = len(keyed) > self.query.count
-        keyed = keyed[: self.query.count][::-1] if reverse else keyed[: self.query.count]
-        if not keyed:
-            return [], more
+        rows = list((await connection.execute(self._page_select(cursor, reverse))).all())
+        more = len(rows) > self.query.count
+        rows = rows[: self.query.count]
+        return (rows[::-1] if reverse else rows), more
+
+    def _page_select(self, anchor: Cursor | None, reverse: bool) -> Select[Any]:
+        """SELECT id, version_id, last_updated, content, sort_0, ... of the page (and one more)."""
+        if not any(t.nullable for t in self.terms) and not self._moved_rows_possible():
+            # _id / _lastUpdated order: an index walk that reads only the rows it returns.
+            return self._keyed(self.terms, self.conditions, anchor, reverse, content=True)
+        # Otherwise the page is chosen on ids and sort keys alone, and only its rows are joined
+        # to their content, so the database never carries resource bodies through a sort.
+        keyed = self._keyed_select(anchor, reverse).subquery("keyed")
         r = self.r
-        content = select(r.c.id, r.c.version_id, r.c.last_updated, r.c.content).where(
-            r.c.resource_type == self.query.resource_type, r.c.id.in_([row.id for row in keyed])
+        columns = [keyed.c[f"sort_{i}"] for i in range(len(self.terms) - 1)] + [keyed.c.id]
+        terms = [SortTerm(c, t.descending, t.nullable) for c, t in zip(columns, self.terms, strict=True)]
+        joined = keyed.join(r, and_(r.c.resource_type == self.query.resource_type, r.c.id == keyed.c.id))
+        return (
+            select(r.c.id, r.c.version_id, r.c.last_updated, r.c.content, *columns[:-1])
+            .select_from(joined)
+            .order_by(*order_by(terms, reverse=reverse))
         )
-        by_id = {row.id: row for row in await connection.execute(content)}
-        return [_PageRow(by_id[row.id], row) for row in keyed if row.id in by_id], more
+
+    def _moved_rows_possible(self) -> bool:
+        """Whether a _lastUpdated order must place rows updated since the snapshot."""
+        return self.snapshot is not None and any(k.param == "_lastUpdated" for k in self.query.sort)
 
     def _keyed_select(self, anchor: Cursor | None, reverse: bool) -> Select[Any]:
         """SELECT id, sort_0, ... of the page's rows (one more than the page), in order."""
         if any(t.nullable for t in self.terms):
             return self._keyed_through_cte(anchor, reverse)
-        if self.snapshot is not None and any(k.param == "_lastUpdated" for k in self.query.sort):
+        if self._moved_rows_possible():
             return self._keyed_by_last_updated(anchor, reverse)
         return self._keyed(self.terms, self.conditions, anchor, reverse)  # the indexes give the order
 
     def _keyed(
-        self, terms: list[SortTerm], conditions: list[Any], anchor: Cursor | None, reverse: bool
+        self,
+        terms: list[SortTerm],
+        conditions: list[Any],
+        anchor: Cursor | None,
+        reverse: bool,
+        *,
+        content: bool = False,
     ) -> Select[Any]:
+        r = self.r
         labels = [t.expression.label(f"sort_{i}") for i, t in enumerate(terms[:-1])]
-        statement = select(self.r.c.id, *labels).where(*conditions)
+        stored = (r.c.version_id, r.c.last_updated, r.c.content) if content else ()
+        statement = select(r.c.id, *stored, *labels).where(*conditions)
         if anchor is not None:
             statement = statement.where(after(terms, anchor.keys, reverse=reverse))
         return statement.order_by(*order_by(terms, reverse=reverse)).limit(self.query.count + 1)
@@ -173,18 +191,8 @@ class _Plan:
             statement = statement.where(after(terms, anchor.keys, reverse=reverse))
         return statement.order_by(*order_by(terms, reverse=reverse)).limit(self.query.count + 1)
 
-    def keys(self, row: _PageRow) -> tuple[Any, ...]:
-        return (*(row.keyed._mapping[f"sort_{i}"] for i in range(len(self.terms) - 1)), row.keyed.id)
-
-
-class _PageRow:
-    """A stored row of the page and the sort keys it was found with."""
-
-    __slots__ = ("content", "id", "keyed", "last_updated", "version_id")
-
-    def __init__(self, stored: Any, keyed: Any) -> None:
-        self.id, self.version_id, self.last_updated, self.content = stored
-        self.keyed = keyed
+    def keys(self, row: Any) -> tuple[Any, ...]:
+        return (*(row._mapping[f"sort_{i}"] for i in range(len(self.terms) - 1)), row.id)
 
 
 def _stored(resource_type: str, row: Any) -> StoredResource:

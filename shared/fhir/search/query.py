@@ -42,6 +42,8 @@ def parse_search(
     """The query as understood; InvalidInput (400) for anything it cannot honour."""
     parser = _QueryParser(resource_type, frozenset(local_types), lenient, search_params)
     for name, value in params:
+        if "\x00" in name or "\x00" in value:  # no database stores NUL in text
+            raise InvalidInput("Search parameters cannot contain NUL characters")
         try:
             parser.add(name, value)
         except Unsupported as unsupported:

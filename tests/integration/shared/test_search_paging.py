@@ -9,11 +9,12 @@ from typing import Any
 
 import orjson
 import pytest
+from sqlalchemy import text
 
 from shared.errors import InvalidInput
 from shared.fhir.search import SearchResult, run_search, searchset_bundle
 from shared.store import Store
-from tests.integration.shared.test_search_support import full_index_writes, parse, search
+from tests.integration.shared.test_search_support import parse, search
 
 FAMILIES = ("Abe", "Baker", "Cruz", "Diaz", "Eze", "Fox", "Gil")
 
@@ -28,8 +29,7 @@ def patient(rng: random.Random) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def store(database_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Store]:
-    full_index_writes(monkeypatch)
+async def store(database_url: str) -> AsyncIterator[Store]:
     store = await Store.open(database_url)
     yield store
     await store.close()
@@ -38,6 +38,14 @@ async def store(database_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIter
 async def create(store: Store, rng: random.Random, n: int) -> list[str]:
     async with store.transaction() as tx:
         return [(await tx.create(patient(rng))).id for _ in range(n)]
+
+
+async def analyze(store: Store) -> None:
+    """Planner statistics, as autovacuum gathers them soon after a bulk load. Without them a
+    fresh PostgreSQL database may look a sort key up through the wrong index (one scan per row)."""
+    if store.dialect == "postgresql":
+        async with store.connect() as connection:
+            await connection.execute(text("ANALYZE"))
 
 
 async def touch(store: Store, ids: list[str]) -> None:
@@ -55,6 +63,7 @@ async def test_paging_through_1000_patients_while_others_write_shows_each_existi
 ) -> None:
     rng = random.Random(sort)
     existing = await create(store, rng, 1000)
+    await analyze(store)
     query_text = "&".join(p for p in (sort, "_count=37", "_total=accurate") if p)
 
     seen: list[str] = []
@@ -75,19 +84,22 @@ async def test_paging_through_1000_patients_while_others_write_shows_each_existi
     assert pages == 28  # 27 full pages of 37 and one of 1
 
 
-async def test_previous_links_walk_back_over_the_same_pages(store: Store) -> None:
-    await create(store, random.Random(1), 100)
+@pytest.mark.parametrize("sort", ["_sort=family", "_sort=-_id", "_sort=-_lastUpdated"])
+async def test_previous_links_walk_back_over_the_same_pages(store: Store, sort: str) -> None:
+    ids = await create(store, random.Random(1), 100)
+    query_text = f"{sort}&_count=30"
     forward: list[list[str]] = []
-    page = await search(store, "Patient", "_sort=family&_count=30")
+    page = await search(store, "Patient", query_text)
     while True:
         forward.append([r.id for r in page.matches])
         if page.next_cursor is None:
             break
-        page = await search(store, "Patient", f"_sort=family&_count=30&_cursor={page.next_cursor}")
+        await touch(store, ids[:3])
+        page = await search(store, "Patient", f"{query_text}&_cursor={page.next_cursor}")
 
     backward: list[list[str]] = []
     while page.previous_cursor is not None:
-        page = await search(store, "Patient", f"_sort=family&_count=30&_cursor={page.previous_cursor}")
+        page = await search(store, "Patient", f"{query_text}&_cursor={page.previous_cursor}")
         backward.append([r.id for r in page.matches])
 
     assert backward == forward[-2::-1]
@@ -104,7 +116,9 @@ async def test_the_bundle_links_carry_the_cursor_and_the_first_page_has_no_previ
     links = _links(searchset_bundle(second_query, second, base_url="http://cb/fhir"))
     assert set(_links(searchset_bundle(query, first, base_url="http://cb/fhir"))) == {"self", "next"}
     assert set(links) == {"self", "next", "previous"}
-    assert links["self"] == f"http://cb/fhir/Patient?family=a,b,c,d,e,f,g&_count=2&_cursor={first.next_cursor}"
+    assert (
+        links["self"] == f"http://cb/fhir/Patient?family=a,b,c,d,e,f,g&_count=2&_cursor={first.next_cursor}"
+    )
 
 
 async def test_a_resource_deleted_between_pages_is_not_served_and_nothing_else_is_lost(store: Store) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from shared.store import Store
-from tests.integration.shared.test_search_support import full_index_writes, id_set, ids
+from tests.integration.shared.test_search_support import id_set, ids
 
 UCUM = "http://unitsofmeasure.org"
 LOINC = "http://loinc.org"
@@ -19,7 +19,23 @@ def patient(id_: str, family: str, given: str, **extra: Any) -> dict[str, Any]:
 
 
 def observation(id_: str, subject: str, **extra: Any) -> dict[str, Any]:
-    return {"resourceType": "Observation", "id": id_, "status": "final", "subject": {"reference": subject}, **extra}
+    return {
+        "resourceType": "Observation",
+        "id": id_,
+        "status": "final",
+        "subject": {"reference": subject},
+        **extra,
+    }
+
+
+def risk(id_: str, subject: str, probability: float) -> dict[str, Any]:
+    prediction = [{"probabilityDecimal": probability}]
+    return {"resourceType": "RiskAssessment", "id": id_, "status": "final", "subject": {"reference": subject},
+            "prediction": prediction}  # fmt: skip
+
+
+def questionnaire(id_: str, url: str) -> dict[str, Any]:
+    return {"resourceType": "Questionnaire", "id": id_, "status": "active", "url": url}
 
 
 RESOURCES: list[dict[str, Any]] = [
@@ -41,7 +57,8 @@ RESOURCES: list[dict[str, Any]] = [
         valueQuantity={"value": 12, "system": UCUM, "code": "{score}"},
     ),
     observation(
-        "bp", "Patient/jose", status="preliminary", effectivePeriod={"start": "2024-03-01", "end": "2024-03-05"},
+        "bp", "Patient/jose", status="preliminary",
+        effectivePeriod={"start": "2024-03-01", "end": "2024-03-05"},
         code={"coding": [{"system": LOINC, "code": "8480-6", "display": "Systolic blood pressure"}]},
         valueQuantity={"value": 120, "unit": "mm[Hg]", "system": UCUM, "code": "mm[Hg]"},
     ),
@@ -49,12 +66,10 @@ RESOURCES: list[dict[str, Any]] = [
         "note", "https://other.example.org/fhir/Patient/ana/_history/2", code={"text": "Mood note"},
         valueQuantity={"value": 120.4, "unit": "mmHg"},
     ),
-    {"resourceType": "RiskAssessment", "id": "low", "status": "final", "subject": {"reference": "Patient/ana"},
-     "prediction": [{"probabilityDecimal": 0.2}]},
-    {"resourceType": "RiskAssessment", "id": "high", "status": "final", "subject": {"reference": "Patient/jose"},
-     "prediction": [{"probabilityDecimal": 0.75}]},
-    {"resourceType": "Questionnaire", "id": "phq9", "status": "active", "url": "http://example.org/Questionnaire/phq-9"},
-    {"resourceType": "Questionnaire", "id": "gad7", "status": "active", "url": "http://example.org/Questionnaire/gad-7"},
+    risk("low", "Patient/ana", 0.2),
+    risk("high", "Patient/jose", 0.75),
+    questionnaire("phq9", "http://example.org/Questionnaire/phq-9"),
+    questionnaire("gad7", "http://example.org/Questionnaire/gad-7"),
     {"resourceType": "Encounter", "id": "enc", "status": "finished", "class": {"code": "IMP"},
      "subject": {"reference": "Patient/ana"}},
     {"resourceType": "Condition", "id": "dep", "subject": {"reference": "Patient/ana"},
@@ -63,8 +78,7 @@ RESOURCES: list[dict[str, Any]] = [
 
 
 @pytest.fixture
-async def store(database_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Store]:
-    full_index_writes(monkeypatch)
+async def store(database_url: str) -> AsyncIterator[Store]:
     store = await Store.open(database_url)
     async with store.transaction() as tx:
         for resource in RESOURCES:
@@ -99,7 +113,9 @@ async def test_token_text_searches_displays_concept_text_and_identifier_type_tex
     assert await id_set(store, "Patient", "identifier:text=medical record") == {"ana"}
 
 
-async def test_string_is_starts_with_case_and_accent_insensitive_and_never_finds_deleted(store: Store) -> None:
+async def test_string_is_starts_with_case_and_accent_insensitive_and_never_finds_deleted(
+    store: Store,
+) -> None:
     assert await id_set(store, "Patient", "name=garc") == {"ana", "jose"}
     assert await id_set(store, "Patient", "given=JOSÉ") == {"jose"}
     assert await id_set(store, "Patient", "family=arcia") == set()

@@ -11,7 +11,7 @@ from sqlalchemy import delete, text
 
 from shared.fhir.search import SUBSETTED_TAG, run_search, searchset_bundle
 from shared.store import Store
-from tests.integration.shared.test_search_support import full_index_writes, id_set, parse, search
+from tests.integration.shared.test_search_support import id_set, parse, search
 
 
 def patient(id_: str, family: str, **extra: Any) -> dict[str, Any]:
@@ -30,19 +30,22 @@ def observation(id_: str, subject: str, **extra: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def store(database_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Store]:
-    full_index_writes(monkeypatch)
+async def store(database_url: str) -> AsyncIterator[Store]:
     store = await Store.open(database_url)
     async with store.transaction() as tx:
         await tx.create(patient("ana", "Ng", gender="female"))
-        await tx.create(patient("bo", "Ng", gender="male", link=[{"other": {"reference": "Patient/ana"}, "type": "seealso"}]))
+        await tx.create(
+            patient(
+                "bo", "Ng", gender="male", link=[{"other": {"reference": "Patient/ana"}, "type": "seealso"}]
+            )
+        )
         await tx.create(patient("cy", "Oh", gender="female"))
         await tx.create(observation("o1", "Patient/ana", performer=[{"reference": "Practitioner/dr"}]))
         await tx.create(observation("o2", "Patient/ana", valueQuantity={"value": 5, "unit": "pts"}))
         await tx.create(observation("o3", "Patient/bo"))
         await tx.create(observation("o4", "Patient/gone"))
-        await tx.create({"resourceType": "Encounter", "id": "e1", "status": "finished", "class": {"code": "AMB"},
-                         "subject": {"reference": "Patient/cy"}})  # fmt: skip
+        encounter = {"resourceType": "Encounter", "id": "e1", "status": "finished", "class": {"code": "AMB"}}
+        await tx.create({**encounter, "subject": {"reference": "Patient/cy"}})
     yield store
     await store.close()
 
@@ -66,10 +69,16 @@ async def test_include_with_a_target_type_and_an_included_match_is_not_repeated(
 
 
 async def test_revinclude_adds_the_resources_that_refer_to_the_matches(store: Store) -> None:
-    result = await search(store, "Patient", "gender=female&_revinclude=Observation:subject&_revinclude=Encounter:subject")
+    result = await search(
+        store, "Patient", "gender=female&_revinclude=Observation:subject&_revinclude=Encounter:subject"
+    )
 
     assert sorted(entries(result.matches)) == [("Patient", "ana"), ("Patient", "cy")]
-    assert sorted(entries(result.included)) == [("Encounter", "e1"), ("Observation", "o1"), ("Observation", "o2")]
+    assert sorted(entries(result.included)) == [
+        ("Encounter", "e1"),
+        ("Observation", "o1"),
+        ("Observation", "o2"),
+    ]
 
 
 async def test_an_include_of_another_service_s_type_is_left_to_the_gateway(store: Store) -> None:
@@ -150,7 +159,9 @@ async def test_upgrading_a_version_1_database_indexes_existing_resources_for_the
         await connection.execute(text("DROP TABLE idx_number"))
         await connection.execute(text("DROP TABLE idx_quantity"))
         await connection.execute(delete(tables.idx_string).where(tables.idx_string.c.param.like("%:%")))
-        await connection.execute(text("DELETE FROM schema_migrations WHERE component = 'store' AND version = 2"))
+        await connection.execute(
+            text("DELETE FROM schema_migrations WHERE component = 'store' AND version = 2")
+        )
     await store.close()
 
     upgraded = await Store.open(database_url)
