@@ -105,12 +105,6 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
     return obj
 
 
-async def read_json_resource(request: Request, limit: int) -> dict[str, Any]:
-    """Content-Type check, size limit, then strict JSON parse: the front half of every write."""
-    check_content_type(request)
-    return parse_json_object(await read_body(request, limit))
-
-
 def install_error_handlers(app: FastAPI) -> None:
     """Every failure leaves as an OperationOutcome with the right status; nothing crashes."""
 

@@ -10,9 +10,10 @@ from typing import Any
 
 import orjson
 
-from shared.errors import InvalidInput, UnsupportedMediaType, outcome
+from shared.errors import UnsupportedMediaType, outcome
 from shared.fhir.rest.headers import Prefer, parse_prefer, version_headers
 from shared.fhir.rest.interactions import Deleted, Written
+from shared.http import parse_json_object
 from shared.store import StoredResource
 
 #: Media types a FHIR JSON body may be sent as (http://hl7.org/fhir/R4/http.html#mime-type).
@@ -91,12 +92,5 @@ def require_media(request: RestRequest, allowed: set[str] | frozenset[str], what
 
 
 def json_object(body: bytes) -> dict[str, Any]:
-    if not body:
-        raise InvalidInput("The request body is empty; expected a FHIR resource in JSON")
-    try:
-        obj = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"The request body is not valid JSON: {exc}") from None
-    if not isinstance(obj, dict):
-        raise InvalidInput("The request body must be a JSON object holding a FHIR resource")
-    return obj
+    """A request body as a JSON object, or InvalidInput saying what is wrong with it."""
+    return parse_json_object(body)
