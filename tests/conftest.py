@@ -127,9 +127,9 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"carebridge test run {RUN_ID} (broker: {broker})"
 
 
-@pytest.fixture(scope="session")
-def span_exporter() -> Any:
-    """An in-memory span exporter attached to the process's tracer provider (installed if absent)."""
+def attach_memory_exporter() -> Any:
+    """A new in-memory span exporter on the process's SDK tracer provider (installed if absent:
+    the relay writes `traceparent` only when a real provider records spans)."""
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -142,3 +142,9 @@ def span_exporter() -> Any:
     exporter = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     return exporter
+
+
+@pytest.fixture(scope="session")
+def span_exporter() -> Any:
+    """Spans recorded in memory for the whole session (tests clear it or filter by trace id)."""
+    return attach_memory_exporter()

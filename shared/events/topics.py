@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Final, Literal
 
+from shared.fhir.ownership import OWNED_TYPES
+
 # --- topics, by the service that produces them -------------------------------------------------
 #: intake: Patient, RelatedPerson, Consent, Flag lifecycle (create/update/delete/merge).
 PATIENT: Final = "carebridge.patient.v1"
@@ -33,29 +35,23 @@ def dlq_of(topic: str) -> str:
     return topic + DLQ_SUFFIX
 
 
-#: Which topic carries the lifecycle events of each stored resource type.
-TOPIC_BY_RESOURCE_TYPE: Final[dict[str, str]] = {
+#: intake publishes on three topics so consumers can subscribe to what they need.
+_INTAKE_TOPIC: Final[dict[str, str]] = {
     **dict.fromkeys(("Patient", "RelatedPerson", "Consent", "Flag"), PATIENT),
     "Encounter": ENCOUNTER,
     **dict.fromkeys(
         ("Observation", "Condition", "Questionnaire", "QuestionnaireResponse", "RiskAssessment"), CLINICAL
     ),
-    **dict.fromkeys(("CarePlan", "Goal", "CareTeam", "Appointment"), CAREPLAN),
-    **dict.fromkeys(
-        (
-            "ServiceRequest",
-            "Task",
-            "Organization",
-            "HealthcareService",
-            "Location",
-            "Practitioner",
-            "PractitionerRole",
-            "Endpoint",
-            "Subscription",
-        ),
-        REFERRAL,
-    ),
-    "AuditEvent": AUDIT,
+}
+#: Every other service publishes all its types on its own topic.
+_SERVICE_TOPIC: Final[dict[str, str]] = {"careplan": CAREPLAN, "referral": REFERRAL, "gateway": AUDIT}
+
+#: Which topic carries the lifecycle events of each stored resource type, derived from the
+#: ownership table so a type added to a service gets its topic without a second list.
+TOPIC_BY_RESOURCE_TYPE: Final[dict[str, str]] = {
+    rtype: _INTAKE_TOPIC[rtype] if service == "intake" else _SERVICE_TOPIC[service]
+    for service, types in OWNED_TYPES.items()
+    for rtype in types
 }
 
 # --- event types -------------------------------------------------------------------------------

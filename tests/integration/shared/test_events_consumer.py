@@ -33,9 +33,7 @@ from shared.settings import ServiceSettings
 from shared.store import Store, Transaction
 from shared.telemetry import kafka_headers_from_context, tracer
 from tests.conftest import unique
-from tests.integration.shared.test_events_relay import read_topic, recorded_spans
-
-__all__ = ["recorded_spans"]  # a fixture this module uses
+from tests.integration.shared.test_events_relay import read_topic
 
 EFFECTS = "applied"
 MAX_ATTEMPTS = 3
@@ -272,7 +270,7 @@ async def test_replaying_a_record_that_fails_again_puts_it_back_on_the_dlq_once_
 
 
 async def test_one_trace_runs_from_the_writing_request_through_the_relay_to_the_consumer(
-    pipeline: Pipeline, recorded_spans: InMemorySpanExporter
+    pipeline: Pipeline, span_exporter: InMemorySpanExporter
 ) -> None:
     event = an_event()
     with tracer().start_as_current_span("POST /fhir/Encounter") as request_span:
@@ -286,7 +284,7 @@ async def test_one_trace_runs_from_the_writing_request_through_the_relay_to_the_
             )
     await applied(pipeline, event.id)
     trace_id = request_span.get_span_context().trace_id
-    spans = [s for s in recorded_spans.get_finished_spans() if s.context and s.context.trace_id == trace_id]
+    spans = [s for s in span_exporter.get_finished_spans() if s.context and s.context.trace_id == trace_id]
     [publish] = [s for s in spans if s.kind == SpanKind.PRODUCER]
     [consume] = [s for s in spans if s.kind == SpanKind.CONSUMER]
     assert publish.parent is not None and publish.parent.span_id == request_span.get_span_context().span_id

@@ -14,9 +14,6 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
@@ -26,22 +23,6 @@ from shared.events.relay import OutboxRelay
 from shared.settings import ServiceSettings
 from shared.store import Store
 from shared.telemetry import kafka_headers_from_context, tracer
-
-
-@pytest.fixture(scope="session")
-def recorded_spans() -> InMemorySpanExporter:
-    """Spans recorded in memory, on the process's SDK provider (installed here if there is none).
-
-    The relay only writes a `traceparent` when a real (SDK) provider records spans.
-    """
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        trace.set_tracer_provider(TracerProvider())
-        provider = trace.get_tracer_provider()
-    assert isinstance(provider, TracerProvider)
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return exporter
 
 
 async def read_topic(
@@ -99,7 +80,7 @@ async def test_relay_publishes_outbox_rows_in_order_with_trace_headers_and_marks
     settings: ServiceSettings,
     producer: AIOKafkaProducer,
     database_url: str,
-    recorded_spans: InMemorySpanExporter,
+    span_exporter: InMemorySpanExporter,
 ) -> None:
     store = await Store.open(database_url)
     relay = OutboxRelay(store, producer, settings)
@@ -123,7 +104,7 @@ async def test_relay_publishes_outbox_rows_in_order_with_trace_headers_and_marks
     request = request_span.get_span_context()
     publish_spans = {
         format(span.context.span_id, "016x")
-        for span in recorded_spans.get_finished_spans()
+        for span in span_exporter.get_finished_spans()
         if span.kind == SpanKind.PRODUCER and span.context and span.context.trace_id == request.trace_id
     }
     for record in records:

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from starlette.applications import Starlette
@@ -29,26 +29,16 @@ from shared.telemetry import (
     setup_telemetry,
     tracer,
 )
+from tests.conftest import attach_memory_exporter
 
 INCOMING_TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 INCOMING_TRACEPARENT = f"00-{INCOMING_TRACE_ID}-00f067aa0ba902b7-01"
 
 
-def _memory_exporter() -> InMemorySpanExporter:
-    """Record spans in memory, on the process's SDK provider (installed here if there is none)."""
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        trace.set_tracer_provider(TracerProvider())
-        provider = trace.get_tracer_provider()
-    assert isinstance(provider, TracerProvider)
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return exporter
-
-
 @pytest.fixture(scope="module")
 def module_spans() -> InMemorySpanExporter:
-    return _memory_exporter()
+    exporter: InMemorySpanExporter = attach_memory_exporter()
+    return exporter
 
 
 @pytest.fixture
