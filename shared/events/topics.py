@@ -24,8 +24,11 @@ CAREPLAN: Final = "carebridge.careplan.v1"
 REFERRAL: Final = "carebridge.referral.v1"
 #: gateway: AuditEvent records.
 AUDIT: Final = "carebridge.audit.v1"
+#: gateway: each accepted HL7 v2 message translated to FHIR, a transaction Bundle of conditional
+#: updates for intake, careplan and referral to apply (each takes the entries it owns).
+HL7_TRANSLATED: Final = "carebridge.hl7.v1"
 
-ALL_TOPICS: Final = (PATIENT, ENCOUNTER, CLINICAL, CAREPLAN, REFERRAL, AUDIT)
+ALL_TOPICS: Final = (PATIENT, ENCOUNTER, CLINICAL, CAREPLAN, REFERRAL, AUDIT, HL7_TRANSLATED)
 
 #: Suffix of a topic's dead-letter topic: records a consumer could not process, with the error.
 DLQ_SUFFIX: Final = ".dlq"
@@ -40,7 +43,7 @@ _INTAKE_TOPIC: Final[dict[str, str]] = {
     **dict.fromkeys(("Patient", "RelatedPerson", "Consent", "Flag"), PATIENT),
     "Encounter": ENCOUNTER,
     **dict.fromkeys(
-        ("Observation", "Condition", "Questionnaire", "QuestionnaireResponse", "RiskAssessment"), CLINICAL
+        ("Observation", "DiagnosticReport", "Condition", "Questionnaire", "QuestionnaireResponse", "RiskAssessment"), CLINICAL
     ),
 }
 #: Every other service publishes all its types on its own topic.
@@ -55,6 +58,10 @@ TOPIC_BY_RESOURCE_TYPE: Final[dict[str, str]] = {
 }
 
 # --- event types -------------------------------------------------------------------------------
+#: CloudEvents `type` of a translated HL7 v2 message (data: a transaction Bundle; subject:
+#: `hl7v2/<archive id>`; key: the patient's business identifier `system|value`).
+HL7_TRANSLATED_EVENT: Final = "org.carebridge.hl7v2.translated.v1"
+
 Action = Literal["created", "updated", "deleted"]
 #: CloudEvents `type` of a resource lifecycle event: org.carebridge.fhir.<Type>.<action>.v1
 EVENT_TYPE_PREFIX: Final = "org.carebridge.fhir."

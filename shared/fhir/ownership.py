@@ -13,6 +13,9 @@ OWNED_TYPES: Final[dict[str, tuple[str, ...]]] = {
         "Encounter",
         "Condition",
         "Observation",
+        # Not in DESIGN.md's table: results from ORU^R01 (OBR) need an owner, and intake owns
+        # the Observations a report groups (issue 4; noted as a departure).
+        "DiagnosticReport",
         "Questionnaire",
         "QuestionnaireResponse",
         "RiskAssessment",
