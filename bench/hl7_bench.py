@@ -30,9 +30,16 @@ class CorpusMessage:
 
 
 def load_adt_messages(corpus: Path = CORPUS_HL7V2) -> list[CorpusMessage]:
-    """Every message of every ADT file in the corpus manifest."""
+    """Every message of every ADT file in the corpus manifest whose trigger CareBridge translates
+    (A29, A41, A47, A60 are refused with AR, which would measure the refusal path instead)."""
+    from services.gateway.hl7.translate import SUPPORTED
+
     with open(corpus / "manifest.csv", newline="", encoding="utf-8") as manifest:
-        files = [row["file"] for row in csv.DictReader(manifest) if row["msg_type"].startswith("ADT")]
+        files = [
+            row["file"]
+            for row in csv.DictReader(manifest)
+            if row["msg_type"].startswith("ADT^") and row["msg_type"][4:] in SUPPORTED["ADT"]
+        ]
     return [
         CorpusMessage(file, message.decode("utf-8", "replace"))
         for file in files
@@ -100,6 +107,18 @@ def parse_python_hl7(messages: list[CorpusMessage], min_seconds: float = 1.0) ->
     except ImportError:
         return None
     return _timed_passes(hl7.parse, [m.text for m in messages], min_seconds)
+
+
+def carebridge_translate(text: str) -> Any:
+    """What the gateway does to a message before storing it: read it and translate it to FHIR."""
+    from services.gateway.hl7.er7 import Message
+    from services.gateway.hl7.translate import translate
+
+    return translate(Message.parse(text.encode("utf-8")))
+
+
+def parse_carebridge(messages: list[CorpusMessage], min_seconds: float = 1.0) -> ParseResult:
+    return _timed_passes(carebridge_translate, [m.text for m in messages], min_seconds)
 
 
 # --- over MLLP, through the load generator ---------------------------------------------------

@@ -86,6 +86,7 @@ def parse_phase(b: Bench, messages: list[hl7_bench.CorpusMessage]) -> None:
     floor = hl7_bench.parse_floor(messages)
     apy = hl7_bench.parse_hl7apy(messages)
     peer = hl7_bench.parse_python_hl7(messages)
+    ours = hl7_bench.parse_carebridge(messages)
     n = len(messages)
     floor_base = Baseline("hl7.parse.floor.msgs_per_s", floor.msgs_per_s, "msgs/s")
     b.add(
@@ -127,9 +128,20 @@ def parse_phase(b: Bench, messages: list[hl7_bench.CorpusMessage]) -> None:
                 f"hl7.parse; {peer.failed} of {n} fail to parse ({peer.first_error})",
             )
         )
+    b.add(
+        Metric(
+            "hl7.parse.carebridge.msgs_per_s",
+            ours.msgs_per_s,
+            "msgs/s",
+            floor_base,
+            "what the gateway does before storing: services.gateway.hl7.er7 read + translate to a FHIR "
+            f"transaction Bundle with its conversion report; {ours.failed} of {n} fail ({ours.first_error})",
+        )
+    )
     b.log(
         f"parse: floor {floor.msgs_per_s:,.0f}/s, hl7apy {apy.msgs_per_s or 0:,.1f}/s, "
-        f"python-hl7 {'n/a' if peer is None else f'{peer.msgs_per_s or 0:,.0f}/s'}"
+        f"python-hl7 {'n/a' if peer is None else f'{peer.msgs_per_s or 0:,.0f}/s'}, "
+        f"carebridge read+translate {ours.msgs_per_s or 0:,.0f}/s"
     )
 
 

@@ -65,6 +65,7 @@ ORDER = (
     "hl7.parse.floor.msgs_per_s",
     "hl7.parse.hl7apy.msgs_per_s",
     "hl7.parse.python_hl7.msgs_per_s",
+    "hl7.parse.carebridge.msgs_per_s",
     "hl7.mllp.adt.peer_ratio",
     "hl7.ack.p99_ms",
 )

@@ -4,6 +4,8 @@ carebridge up                          start everything, print the URLs and a to
 TOKEN=$(carebridge token --scope "system/*.cruds")
 carebridge send-hl7 adt.hl7 [more.hl7 ...]
 carebridge dlq replay carebridge.patient.v1
+carebridge hl7 list --status error
+carebridge hl7 reprocess <message id> | --status error
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_token(commands)
     _add_send_hl7(commands)
     _add_dlq(commands)
+    _add_hl7(commands)
     return parser
 
 
@@ -434,6 +437,104 @@ def _run_dlq_replay(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     print(f"Replayed {count} record(s) from {settings.topic(topic)}{DLQ_SUFFIX} to {settings.topic(topic)}")
     return EXIT_OK
+
+
+# --- hl7 list / reprocess -------------------------------------------------------------------------
+
+
+def _add_hl7(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    hl7 = _command(
+        commands,
+        "hl7",
+        "list and re-process archived HL7 v2 messages",
+        (
+            "Every HL7 v2 message the gateway receives is archived with its outcome: processed,\n"
+            "error (stored but not translated: answered AE) or rejected (AR). After fixing the\n"
+            "cause, re-process the failed ones. Talks to the gateway's HTTP API\n"
+            "(GATEWAY_URL, default http://127.0.0.1:8080) with CAREBRIDGE_TOKEN, or a development\n"
+            "token minted from the gateway's secret."
+        ),
+    )
+    hl7_commands = hl7.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    listing = _command(hl7_commands, "list", "list archived messages", "List messages, newest first.")
+    listing.add_argument("--status", choices=("processed", "error", "rejected"), help="only this status")
+    listing.add_argument("--max", type=int, default=50, dest="max_messages", help="at most N (default 50)")
+    listing.set_defaults(handler=_run_hl7_list)
+    again = _command(
+        hl7_commands,
+        "reprocess",
+        "translate archived messages again",
+        "Re-process the given message ids, or every message with --status (error or rejected).",
+    )
+    again.add_argument("ids", nargs="*", metavar="ID", help="archive ids (GET /hl7v2/messages)")
+    again.add_argument("--status", choices=("error", "rejected"), help="every message with this status")
+    again.set_defaults(handler=_run_hl7_reprocess)
+
+
+def _gateway_call(method: str, path: str) -> Any:
+    import httpx
+
+    base = os.environ.get("GATEWAY_URL", "http://127.0.0.1:8080").rstrip("/")
+    token = os.environ.get("CAREBRIDGE_TOKEN")
+    if not token:
+        gateway = _gateway_settings()
+        token = mint_token(
+            gateway.jwt_hs256_secret, "system/hl7v2.rsu", issuer=gateway.jwt_issuer, ttl_seconds=300
+        )
+    response = httpx.request(method, base + path, headers={"authorization": f"Bearer {token}"}, timeout=30)
+    body = response.json() if response.content else {}
+    if response.status_code >= 400:
+        issue = (body.get("issue") or [{}])[0] if isinstance(body, dict) else {}
+        raise RuntimeError(f"{method} {path}: {response.status_code} {issue.get('diagnostics', '')}".strip())
+    return body
+
+
+def _hl7_messages(status: str | None, limit: int) -> list[dict[str, Any]]:
+    query = f"?_count={min(limit, 500)}" + (f"&status={status}" if status else "")
+    found: list[dict[str, Any]] = []
+    path: str | None = "/hl7v2/messages" + query
+    while path and len(found) < limit:
+        page = _gateway_call("GET", path)
+        found.extend(page["messages"])
+        following = page.get("next")
+        path = following[following.index("/hl7v2/") :] if following else None
+    return found[:limit]
+
+
+def _run_hl7_list(args: argparse.Namespace) -> int:
+    try:
+        messages = _hl7_messages(args.status, args.max_messages)
+    except (RuntimeError, OSError) as exc:
+        print(f"carebridge hl7 list: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    for m in messages:
+        error = f"  {m['error']}" if m.get("error") else ""
+        print(f"{m['id']}  {m['receivedAt']}  {m['status']:<9}  {m.get('messageType') or '-'}{error}")
+    return EXIT_OK
+
+
+def _run_hl7_reprocess(args: argparse.Namespace) -> int:
+    ids = list(args.ids)
+    if not ids and args.status:
+        try:
+            ids = [m["id"] for m in _hl7_messages(args.status, 100_000)]
+        except (RuntimeError, OSError) as exc:
+            print(f"carebridge hl7 reprocess: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+    if not ids:
+        print("carebridge hl7 reprocess: give message ids or --status", file=sys.stderr)
+        return EXIT_ERROR
+    failed = 0
+    for message_id in ids:
+        try:
+            result = _gateway_call("POST", f"/hl7v2/messages/{message_id}/$reprocess")
+        except (RuntimeError, OSError) as exc:
+            print(f"{message_id}  failed: {exc}")
+            failed += 1
+            continue
+        print(f"{message_id}  {result['status']}")
+        failed += result["status"] != "processed"
+    return EXIT_REJECTED if failed else EXIT_OK
 
 
 if __name__ == "__main__":

@@ -121,6 +121,18 @@ class GatewaySettings(ServiceSettings):
     mllp_port: int = 2575
     #: Largest HL7 v2 message accepted over MLLP or HTTP, in bytes.
     max_hl7_bytes: int = 1_048_576
+    #: An MLLP connection that sends nothing for this long is closed (interface engines reconnect).
+    mllp_idle_timeout_s: float = 300.0
+    #: MLLP over TLS: both set turns TLS on for the listener; with a CA file, clients must
+    #: present a certificate it signed (mutual TLS, as HIEs usually require).
+    mllp_tls_certfile: str | None = None
+    mllp_tls_keyfile: str | None = None
+    mllp_tls_cafile: str | None = None
+    #: Time zone (IANA name) of HL7 timestamps that carry no offset, by default and per sender
+    #: (MSH-4 sending facility, or "APPLICATION^FACILITY"), e.g.
+    #: GATEWAY_HL7_SENDER_TIMEZONES='{"NORTH HOSP": "America/Chicago"}'.
+    hl7_timezone: str = "UTC"
+    hl7_sender_timezones: dict[str, str] = Field(default_factory=dict)
 
     #: HS256 secret for development tokens (`carebridge token`). Empty disables HS256.
     jwt_hs256_secret: str = Field(
@@ -134,6 +146,12 @@ class GatewaySettings(ServiceSettings):
     #: Expected `iss` claim; empty accepts any issuer (e.g. several IdPs behind one JWKS).
     jwt_issuer: str = "carebridge-dev"
     jwt_audience: str | None = None
+
+    def timezone_of(self, facility: str, application: str = "") -> str:
+        zones = self.hl7_sender_timezones
+        if zones:
+            return zones.get(f"{application}^{facility}") or zones.get(facility) or self.hl7_timezone
+        return self.hl7_timezone
 
     def check_safe_to_serve(self) -> None:
         """Refuse the public development secret anywhere but on loopback."""

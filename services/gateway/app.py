@@ -14,6 +14,7 @@ from services.gateway import archive
 from services.gateway.api import GatewayState, build_router
 from services.gateway.capability import CapabilityCache
 from services.gateway.fhir_facade import FhirFacade, FhirRoutes
+from services.gateway.hl7.pipeline import Hl7Pipeline
 from services.gateway.mllp_server import MLLPServer
 from services.gateway.openapi import add_fhir_routes
 from services.gateway.proxy import ServiceClients
@@ -30,7 +31,9 @@ from shared.telemetry import NO_FRAMEWORK_TELEMETRY, TracingMiddleware
 
 def create_app(settings: Settings) -> FastAPI:
     settings.check_safe_to_serve()
-    runtime = ServiceRuntime(settings, produces=(topics.AUDIT,), extra_migrations=archive.MIGRATIONS)
+    runtime = ServiceRuntime(
+        settings, produces=(topics.AUDIT, topics.HL7_TRANSLATED), extra_migrations=archive.MIGRATIONS
+    )
     state = GatewayState()
     state.runtime = runtime
 
@@ -38,8 +41,8 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
         _open_fhir_door(state, settings)
-        state.archive = archive.MessageArchive(runtime.store, runtime.redis, settings)
-        mllp = MLLPServer(state.archive, settings.mllp_host, settings.mllp_port, settings.max_hl7_bytes)
+        state.pipeline = Hl7Pipeline(runtime.store, runtime.redis, settings)
+        mllp = MLLPServer(state.pipeline, settings)
         await mllp.start()
         app.state.mllp = mllp
         # The runtime froze start-up objects already; freeze the gateway's own (clients, door).
@@ -48,6 +51,7 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             await mllp.stop()
+            await state.pipeline.close()
             await state.clients.aclose()
             await runtime.stop()
 

@@ -13,8 +13,12 @@ from datetime import UTC, datetime
 
 SEGMENT_SEPARATOR = b"\r"
 
-#: HL7 table 0008, acknowledgment code.
+#: HL7 table 0008, acknowledgment code: application level (original mode, and the application
+#: ACK of enhanced mode) and commit level (the accept ACK of enhanced mode).
 ACCEPT, ERROR, REJECT = "AA", "AE", "AR"
+COMMIT_ACCEPT, COMMIT_ERROR, COMMIT_REJECT = "CA", "CE", "CR"
+#: HL7 table 0155, accept/application acknowledgment conditions (MSH-15, MSH-16).
+ALWAYS, NEVER, ON_ERROR, ON_SUCCESS = "AL", "NE", "ER", "SU"
 
 #: HL7 table 0357, message error condition codes (the ones the gateway reports).
 ERR_SEGMENT_SEQUENCE = ("100", "Segment sequence error")
@@ -57,6 +61,8 @@ class MessageHeader:
     control_id: str  # MSH-10
     processing_id: str  # MSH-11.1
     version: str  # MSH-12.1
+    accept_ack_type: str = ""  # MSH-15 (table 0155)
+    application_ack_type: str = ""  # MSH-16 (table 0155)
 
     @property
     def component_separator(self) -> str:
@@ -106,7 +112,7 @@ def parse_header(message: bytes) -> MessageHeader:
     fs = msh[3]
     fields = msh.split(fs)
     # fields[0] = "MSH", fields[1] = MSH-2; so MSH-n is fields[n - 1] for n >= 2.
-    fields += [""] * (13 - len(fields))
+    fields += [""] * (17 - len(fields))
     enc = fields[1]
     comp = enc[:1] or "^"
     header = MessageHeader(
@@ -120,6 +126,8 @@ def parse_header(message: bytes) -> MessageHeader:
         control_id=_clean(fields[9]),
         processing_id=_component(fields[10], comp),
         version=_component(fields[11], comp),
+        accept_ack_type=_component(fields[14], comp).upper(),
+        application_ack_type=_component(fields[15], comp).upper(),
     )
     return header
 
@@ -142,6 +150,53 @@ def check_header(h: MessageHeader) -> None:
         raise HeaderError(
             ERR_UNSUPPORTED_VERSION, f"MSH-12 version {h.version!r} is not supported", "MSH^1^12"
         )
+
+
+def enhanced_mode(header: MessageHeader) -> bool:
+    """Enhanced acknowledgment mode is asked for by valuing MSH-15 or MSH-16 (v2.5.1 2.9.3)."""
+    return bool(header.accept_ack_type or header.application_ack_type)
+
+
+def _wanted(condition: str, success: bool) -> bool:
+    # An empty condition in enhanced mode is answered as AL: a sender that asked for enhanced
+    # mode without saying when gets every acknowledgment rather than silence.
+    if condition in ("", ALWAYS):
+        return True
+    if condition == NEVER:
+        return False
+    if condition == ON_ERROR:
+        return not success
+    if condition == ON_SUCCESS:
+        return success
+    return True
+
+
+def acknowledgements(
+    header: MessageHeader | None,
+    code: str,
+    ack_control_id: str,
+    *,
+    error: tuple[tuple[str, str], str, str] | None = None,
+    now: datetime | None = None,
+) -> list[bytes]:
+    """The ACKs to send for an outcome (`code` AA, AE or AR), by acknowledgment mode.
+
+    Original mode (v2.5.1 2.9.2): one application ACK. Enhanced mode (2.9.3): the accept ACK
+    (CA when the message is safely stored, CR when it was refused) if MSH-15 asks for it, then
+    the application ACK if MSH-16 asks for it. CareBridge commits the message and its
+    translation together, so both are known at once and go back on the same connection; an
+    NE/NE sender gets nothing back.
+    """
+    if header is None or not enhanced_mode(header):
+        return [build_ack(header, code, ack_control_id, error=error, now=now)]
+    acks = []
+    stored = code != REJECT
+    if _wanted(header.accept_ack_type, stored):
+        commit = COMMIT_ACCEPT if stored else COMMIT_REJECT
+        acks.append(build_ack(header, commit, ack_control_id, error=None if stored else error, now=now))
+    if _wanted(header.application_ack_type, code == ACCEPT):
+        acks.append(build_ack(header, code, f"{ack_control_id}-A", error=error, now=now))
+    return acks
 
 
 def _escape(text: str, fs: str, enc: str) -> str:

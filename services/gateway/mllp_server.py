@@ -1,8 +1,10 @@
-"""The MLLP listener: HL7 v2 over TCP, one ACK per message, in order, per connection.
+"""The MLLP listener: HL7 v2 over TCP (optionally TLS), ACKs in order, per connection.
 
-Each message is archived (committed) before its ACK is written (DESIGN.md, HL7 v2). A frame over
-the size limit gets an AR and the connection is closed, since the rest of the stream cannot be
-trusted to be framed correctly.
+Each message is committed before its ACKs are written (DESIGN.md, HL7 v2); messages on one
+connection are handled one after the other, so their ACKs come back in the order sent, while
+connections run concurrently. What is not MLLP, or too large, is answered with an AR and the
+connection is closed, since the rest of the stream cannot be trusted to be framed; a connection
+that stays silent past the idle timeout is closed. Nothing a client sends stops the listener.
 """
 
 from __future__ import annotations
@@ -10,20 +12,44 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
+from collections.abc import AsyncIterator
 
 from services.gateway import domain
-from services.gateway.archive import MessageArchive
-from shared.mllp import FrameTooLarge, frame, iter_messages
+from services.gateway.hl7.pipeline import Hl7Pipeline
+from shared.mllp import START_BLOCK, FrameTooLarge, MLLPDecoder, frame
+from shared.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
 
+_READ_CHUNK = 65_536
+
+
+class NotMLLP(Exception):
+    """The peer sends something other than a start block between frames (an HTTP client, a
+    sender without framing). Line ends between frames are tolerated, as MLLP Release 2 asks."""
+
+
+def tls_context(settings: GatewaySettings) -> ssl.SSLContext | None:
+    if not (settings.mllp_tls_certfile and settings.mllp_tls_keyfile):
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(settings.mllp_tls_certfile, settings.mllp_tls_keyfile)
+    if settings.mllp_tls_cafile:
+        context.load_verify_locations(settings.mllp_tls_cafile)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
 
 class MLLPServer:
-    def __init__(self, archive: MessageArchive, host: str, port: int, max_message_bytes: int):
-        self._archive = archive
-        self._host = host
-        self._port = port
-        self._max = max_message_bytes
+    def __init__(self, pipeline: Hl7Pipeline, settings: GatewaySettings):
+        self._pipeline = pipeline
+        self._host = settings.mllp_host
+        self._port = settings.mllp_port
+        self._max = settings.max_hl7_bytes
+        self._idle_s = settings.mllp_idle_timeout_s
+        self._tls = tls_context(settings)
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
 
@@ -33,8 +59,10 @@ class MLLPServer:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, self._host, self._port, reuse_address=True)
-        log.info("MLLP listening on %s:%d", self._host, self.port)
+        self._server = await asyncio.start_server(
+            self._serve, self._host, self._port, reuse_address=True, ssl=self._tls
+        )
+        log.info("MLLP listening on %s:%d%s", self._host, self.port, " (TLS)" if self._tls else "")
 
     async def stop(self) -> None:
         if self._server is None:
@@ -47,32 +75,62 @@ class MLLPServer:
                 await task
         await self._server.wait_closed()
 
+    async def _messages(self, reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
+        decoder = MLLPDecoder(self._max)
+        while True:
+            try:
+                async with asyncio.timeout(self._idle_s):
+                    chunk = await reader.read(_READ_CHUNK)
+            except TimeoutError:
+                return
+            if not chunk:
+                return
+            if not decoder.in_frame and chunk.lstrip(b"\r\n\t ")[:1] not in (b"", START_BLOCK):
+                raise NotMLLP()
+            try:
+                messages = decoder.feed(chunk)
+            except FrameTooLarge as exc:
+                for message in exc.messages:
+                    yield message
+                exc.messages = []
+                raise
+            for message in messages:
+                yield message
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._connections.add(task)
         try:
-            async for message in iter_messages(reader, max_message_bytes=self._max):
-                received = await self._archive.receive(message, "mllp")
-                writer.write(frame(received.ack))
+            async for message in self._messages(reader):
+                received = await self._pipeline.receive(message, "mllp")
+                for ack in received.acks:
+                    writer.write(frame(ack))
                 await writer.drain()
         except FrameTooLarge as exc:
             log.warning("MLLP frame over %d bytes from %s; rejecting and closing", exc.limit, _peer(writer))
-            error = (domain.ERR_APPLICATION_INTERNAL, str(exc), "")
-            writer.write(frame(domain.build_ack(None, domain.REJECT, "", error=error)))
-            with contextlib.suppress(ConnectionError):
-                await writer.drain()
-        except ConnectionError:
+            await _refuse(writer, str(exc))
+        except NotMLLP:
+            log.warning("%s sends bytes that are not MLLP frames; closing", _peer(writer))
+            await _refuse(writer, "Not MLLP: frame each message as <0x0B> message <0x1C><0x0D>")
+        except (ConnectionError, ssl.SSLError):
             pass
         except Exception:
             # Not stored, so not acknowledged: closing makes the sender resend (MLLP senders
             # retry an unanswered message), which is what "ACK only what is stored" requires.
-            log.exception("could not archive an HL7 message; closing without an ACK")
+            log.exception("could not store an HL7 message; closing without an ACK")
         finally:
             self._connections.discard(task)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+
+async def _refuse(writer: asyncio.StreamWriter, detail: str) -> None:
+    error = (domain.ERR_APPLICATION_INTERNAL, detail, "")
+    writer.write(frame(domain.build_ack(None, domain.REJECT, "", error=error)))
+    with contextlib.suppress(ConnectionError):
+        await writer.drain()
 
 
 def _peer(writer: asyncio.StreamWriter) -> str:

@@ -84,8 +84,49 @@ def _fields(model: type) -> dict[str, _Field]:
         kind, sub = _classify(inner)
         extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
         codes = extra.get("enum_values")
-        table[alias] = _Field(kind, many, frozenset(codes) if codes else None, sub)
+        table[alias] = _Field(kind, many, _complete(codes) if codes else None, sub)
     return table
+
+
+#: fhir.resources ends a code list with "+" where the R4 value set is hierarchical and it lists
+#: only the top codes ("amended +": amended has children). The full R4 value sets
+#: (observation-status, diagnostic-report-status, request-intent, task-status):
+_HIERARCHICAL_VALUE_SETS = (
+    frozenset(
+        {"registered", "preliminary", "final", "amended", "corrected", "cancelled", "entered-in-error", "unknown"}
+    ),
+    frozenset(
+        {
+            "registered", "partial", "preliminary", "final", "amended", "corrected", "appended",
+            "cancelled", "entered-in-error", "unknown",
+        }
+    ),
+    frozenset(
+        {
+            "proposal", "plan", "directive", "order", "original-order", "reflex-order", "filler-order",
+            "instance-order", "option",
+        }
+    ),
+    frozenset(
+        {
+            "draft", "requested", "received", "accepted", "rejected", "ready", "cancelled", "in-progress",
+            "on-hold", "failed", "completed", "entered-in-error",
+        }
+    ),
+)  # fmt: skip
+
+
+def _complete(codes: list[str]) -> frozenset[str] | None:
+    """The codes a required binding allows; None (not checked) for a truncated list this module
+    does not know in full, since refusing a valid code is worse than letting one through."""
+    listed = frozenset(codes)
+    if "+" not in listed:
+        return listed
+    listed -= {"+"}
+    for value_set in _HIERARCHICAL_VALUE_SETS:
+        if listed <= value_set:
+            return value_set
+    return None
 
 
 def _model_for(resource_type: Any) -> type:

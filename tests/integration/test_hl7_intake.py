@@ -36,7 +36,7 @@ async def test_corpus_adt_messages_are_acknowledged_aa_over_mllp(stack: Stack, r
     for i, ack in enumerate(acks):
         assert msa(ack)[2] == f"{run_id}-mllp-{i}"
         rows = await archived(stack, control_id=f"{run_id}-mllp-{i}")
-        assert len(rows) == 1 and rows[0].status == "accepted"
+        assert len(rows) == 1 and rows[0].status == "processed"
 
 
 async def test_resent_message_gets_the_same_ack_and_no_second_row(stack: Stack, run_id: str) -> None:

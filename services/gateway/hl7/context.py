@@ -42,10 +42,15 @@ class Identity:
 
 
 def conditional_url(resource_type: str, identity: Identity) -> str:
-    """`Type?identifier=system|value`, percent-encoded; a comma is escaped (search.html#escaping)
-    so it is not read as an OR."""
-    token = f"{identity.system}|{identity.value}".replace(",", "\\,")
+    """`Type?identifier=system|value`, percent-encoded; a "|" or "," inside the system or value is
+    escaped (search.html#escaping) so it is not read as the separator or an OR."""
+    token = f"{_escape(identity.system)}|{_escape(identity.value)}"
     return f"{resource_type}?identifier={quote(token, safe='|:/')}"
+
+
+def _escape(text: str) -> str:
+    # search.html#escaping: "|" and "," inside a token value are escaped with "\".
+    return text.replace("|", "\\|").replace(",", "\\,")
 
 
 def reference(resource_type: str, identity: Identity, display: str | None = None) -> dict[str, Any]:
@@ -84,6 +89,10 @@ class Produced:
     identity: Identity
     resource: dict[str, Any]
     segment: str  # which segment it came from, e.g. "PID" or "OBX[3]"
+    #: Create it if it is not there, never change it if it is (a conditional create): a lab
+    #: result or an appointment names the visit it belongs to, but only ADT says what the visit
+    #: is now; a result arriving after the discharge must not reopen the stay.
+    create_only: bool = False
 
 
 @dataclass(slots=True)
@@ -102,7 +111,9 @@ class Output:
         elements winning: one resource per business identifier per message."""
         body = {"resourceType": resource_type, **resource}
         identifiers = body.setdefault("identifier", [])
-        if not any(i.get("system") == identity.system and i.get("value") == identity.value for i in identifiers):
+        if not any(
+            i.get("system") == identity.system and i.get("value") == identity.value for i in identifiers
+        ):
             identifiers.insert(0, identity.as_identifier())
         key = (resource_type, identity.token)
         if key in self._index:
@@ -165,7 +176,9 @@ class Context:
         if namespace:
             return AUTHORITY_SYSTEM_PREFIX + namespace
         if universal:
-            return f"urn:oid:{universal}" if _looks_like_oid(universal) else AUTHORITY_SYSTEM_PREFIX + universal
+            return (
+                f"urn:oid:{universal}" if _looks_like_oid(universal) else AUTHORITY_SYSTEM_PREFIX + universal
+            )
         return None
 
     def facility_system(self, kind: str) -> str:

@@ -24,9 +24,11 @@ how the conversion report knows what was mapped (see `services.gateway.hl7.repor
 
 from __future__ import annotations
 
+import datetime as _dt
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 _UTF8_BOM = b"\xef\xbb\xbf"
 
@@ -213,7 +215,7 @@ class Value:
     subcomponent (2). `v[i]` is the i-th part one level down (1-based); `str(v)` / `v.text` is
     the decoded text of its first leaf, which is what a single-valued read wants."""
 
-    __slots__ = ("_raw", "_level", "_msg")
+    __slots__ = ("_level", "_msg", "_raw")
 
     def __init__(self, raw: str, level: int, msg: Message):
         self._raw = raw
@@ -284,7 +286,7 @@ class Value:
 class Segment:
     """One segment; fields split on first use. `accessed` records the fields a mapper read."""
 
-    __slots__ = ("name", "_fields", "_msg", "accessed", "index")
+    __slots__ = ("_fields", "_msg", "accessed", "index", "name")
 
     def __init__(self, raw: str, msg: Message, index: int):
         self._msg = msg
@@ -343,7 +345,7 @@ class Segment:
 class Message:
     """A parsed message: its delimiters, character set and segments in order."""
 
-    __slots__ = ("encoding", "codec", "segments")
+    __slots__ = ("codec", "encoding", "segments")
 
     def __init__(self, text: str, codec: str = "utf-8"):
         seg_texts = split_segments(text.lstrip("\ufeff"))
@@ -426,6 +428,8 @@ def read_timestamp(text: str, default_tz: str = "UTC") -> Timestamp | None:
     y, mo, d, h = m["y"], m["mo"], m["d"], m["h"]
     if y == "0000":  # zero year: an unknown date some senders write as 00000000
         return None
+    if not _valid(int(y), int(mo or 1), int(d or 1), int(h or 0), int(m["mi"] or 0), int(m["s"] or 0)):
+        return None
     if not mo:
         return Timestamp(date=y)
     if not d:
@@ -443,24 +447,21 @@ def read_timestamp(text: str, default_tz: str = "UTC") -> Timestamp | None:
             offset = "Z"
     else:
         offset = _offset_in(default_tz, date, clock)
-    try:
-        import datetime as _dt
-
-        _dt.date(int(y), int(mo), int(d))
-        if not (int(h) < 24 and int(m["mi"] or 0) < 60 and int(m["s"] or 0) < 61):
-            return None
-    except ValueError:
-        return None
     return Timestamp(date=date, datetime=f"{date}T{clock}{offset}")
+
+
+def _valid(year: int, month: int, day: int, hour: int, minute: int, second: int) -> bool:
+    try:
+        _dt.date(year, month, day)
+    except ValueError:
+        return False
+    return hour < 24 and minute < 60 and second < 61
 
 
 def _offset_in(zone: str, date: str, clock: str) -> str:
     """The UTC offset of a local wall-clock time in `zone` (DST-aware), as FHIR writes it."""
     if zone in ("UTC", "Z", ""):
         return "Z"
-    import datetime as _dt
-    from zoneinfo import ZoneInfo
-
     try:
         local = _dt.datetime.fromisoformat(f"{date}T{clock[:8]}").replace(tzinfo=ZoneInfo(zone))
     except (ValueError, KeyError):

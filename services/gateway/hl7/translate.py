@@ -113,8 +113,7 @@ def check_supported(ctx: Context) -> None:
     if triggers is None:
         raise TranslationError(
             ERR_UNSUPPORTED_MESSAGE_TYPE,
-            f"CareBridge does not take {ctx.message_type} messages "
-            f"(it takes {', '.join(sorted(SUPPORTED))})",
+            f"CareBridge does not take {ctx.message_type} messages (it takes {', '.join(sorted(SUPPORTED))})",
             "MSH^1^9^1",
         )
     if ctx.trigger not in triggers:
@@ -159,9 +158,18 @@ def _adt(ctx: Context) -> Identity:
     return identity
 
 
+def _visit_of(ctx: Context, patient_ref: dict[str, Any]) -> dict[str, Any] | None:
+    """The visit a non-ADT message belongs to, created if unknown but never changed by it."""
+    encounter_ref = visit.map_encounter(ctx, patient_ref)
+    for produced in ctx.out.produced:
+        if produced.resource_type == "Encounter":
+            produced.create_only = True
+    return encounter_ref
+
+
 def _ref(ctx: Context) -> Identity:
     patient_ref, identity = _require_patient(ctx)
-    encounter_ref = visit.map_encounter(ctx, patient_ref)
+    encounter_ref = _visit_of(ctx, patient_ref)
     condition_refs = visit.map_diagnoses(ctx, patient_ref, encounter_ref)
     referral.map_referral(ctx, patient_ref, encounter_ref, condition_refs)
     orders.map_observations(ctx, patient_ref, encounter_ref)
@@ -170,14 +178,14 @@ def _ref(ctx: Context) -> Identity:
 
 def _orders(ctx: Context) -> Identity:
     patient_ref, identity = _require_patient(ctx)
-    encounter_ref = visit.map_encounter(ctx, patient_ref)
+    encounter_ref = _visit_of(ctx, patient_ref)
     orders.map_orders(ctx, patient_ref, encounter_ref)
     return identity
 
 
 def _siu(ctx: Context) -> Identity:
     patient_ref, identity = _require_patient(ctx)
-    encounter_ref = visit.map_encounter(ctx, patient_ref)
+    encounter_ref = _visit_of(ctx, patient_ref)
     scheduling.map_appointment(ctx, patient_ref, encounter_ref)
     return identity
 
@@ -196,18 +204,19 @@ _MAPPERS: dict[str, Callable[[Context], Identity]] = {
 
 
 def bundle(ctx: Context) -> dict[str, Any]:
-    """A transaction Bundle of conditional updates, then the merges (intake's `$merge`)."""
+    """A transaction Bundle of conditional updates (conditional creates for what the message only
+    refers to), then the merges (intake's `$merge`)."""
     entries: list[dict[str, Any]] = []
     for produced in ctx.out.produced:
         resource = produced.resource
         if ctx.source:
             resource = {**resource, "meta": {**resource.get("meta", {}), "source": ctx.source}}
-        entries.append(
-            {
-                "resource": resource,
-                "request": {"method": "PUT", "url": conditional_url(produced.resource_type, produced.identity)},
-            }
-        )
+        url = conditional_url(produced.resource_type, produced.identity)
+        if produced.create_only:
+            request = {"method": "POST", "url": produced.resource_type, "ifNoneExist": url.partition("?")[2]}
+        else:
+            request = {"method": "PUT", "url": url}
+        entries.append({"resource": resource, "request": request})
     for source, target in ctx.out.merges:
         entries.append(merge_entry(source, target))
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
