@@ -9,13 +9,17 @@ from services.referral.settings import Settings
 from shared.app import create_service_app
 from shared.events import topics
 from shared.fhir.ownership import OWNED_TYPES
+from shared.fhir.rest import FhirRest
 from shared.service import ConsumerSpec, ServiceRuntime
 
 
 def create_app(settings: Settings) -> FastAPI:
-    runtime = ServiceRuntime(
-        settings,
-        produces=(topics.REFERRAL,),
-        consumers=(ConsumerSpec("patients", (topics.PATIENT,), handlers.on_patient_event),),
+    runtime = ServiceRuntime(settings, produces=(topics.REFERRAL,))
+    # The HL7 handler writes through the same FHIR interactions as the routes; the runtime
+    # hands them its store once the lifespan has opened it.
+    rest = FhirRest(runtime, OWNED_TYPES["referral"])
+    runtime.consumers = (
+        ConsumerSpec("patients", (topics.PATIENT,), handlers.on_patient_event),
+        ConsumerSpec("hl7", (topics.HL7_TRANSLATED,), handlers.on_hl7_message(rest)),
     )
     return create_service_app(runtime, OWNED_TYPES["referral"])

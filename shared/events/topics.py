@@ -43,7 +43,15 @@ _INTAKE_TOPIC: Final[dict[str, str]] = {
     **dict.fromkeys(("Patient", "RelatedPerson", "Consent", "Flag"), PATIENT),
     "Encounter": ENCOUNTER,
     **dict.fromkeys(
-        ("Observation", "DiagnosticReport", "Condition", "Questionnaire", "QuestionnaireResponse", "RiskAssessment"), CLINICAL
+        (
+            "Observation",
+            "DiagnosticReport",
+            "Condition",
+            "Questionnaire",
+            "QuestionnaireResponse",
+            "RiskAssessment",
+        ),
+        CLINICAL,
     ),
 }
 #: Every other service publishes all its types on its own topic.

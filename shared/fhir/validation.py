@@ -93,7 +93,10 @@ def _fields(model: type) -> dict[str, _Field]:
 #: (observation-status, diagnostic-report-status, request-intent, task-status):
 _HIERARCHICAL_VALUE_SETS = (
     frozenset(
-        {"registered", "preliminary", "final", "amended", "corrected", "cancelled", "entered-in-error", "unknown"}
+        {
+            "registered", "preliminary", "final", "amended", "corrected", "cancelled", "entered-in-error",
+            "unknown",
+        }
     ),
     frozenset(
         {

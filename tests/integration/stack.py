@@ -114,11 +114,18 @@ async def running_stack(make_settings: Callable[..., Any], **gateway_overrides: 
         for server in servers:
             await server.start()
             started.append(server)
+        # Services start without the broker and connect in the background: tests begin once
+        # every one is connected, so a readiness check does not race the connection.
+        await eventually(lambda: _connected(started), timeout=30)
         token = mint_token(gateway.jwt_hs256_secret, "system/*.cruds")
         yield Stack(servers[3], servers[0], servers[1], servers[2], gateway, token)
     finally:
         for server in reversed(started):
             await server.stop()
+
+
+async def _connected(servers: list[InProcessServer]) -> bool:
+    return all(server.runtime.producer is not None for server in servers)
 
 
 async def eventually(probe: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:  # noqa: ASYNC109

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -65,11 +66,11 @@ async def search(http: httpx.AsyncClient, path: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def ids(run_id: str) -> Iterator[Any]:
-    counter = iter(range(1_000_000))
+def ids() -> Iterator[Any]:
+    """Identifiers never used before (MSH-10 stays within its 20 characters)."""
 
     def make(kind: str) -> str:
-        return f"{run_id}-{kind}-{next(counter)}"
+        return f"{kind[0].upper()}{uuid.uuid4().hex[:16]}"
 
     yield make
 
@@ -140,8 +141,8 @@ async def test_a40_merges_two_patients(stack: Stack, ids: Any) -> None:
     async with stack.client() as http:
 
         async def merged() -> dict[str, Any] | None:
-            [old] = await search(http, f"Patient?identifier={duplicate}")
-            return old if old.get("active") is False else None
+            found = await search(http, f"Patient?identifier={duplicate}")
+            return found[0] if found and found[0].get("active") is False else None
 
         old = await eventually(merged)
         [kept] = await search(http, f"Patient?identifier={survivor}")

@@ -33,15 +33,15 @@ APPROXIMATE_FRACTION = 0.1
 
 def split_escaped(text: str, separator: str) -> list[str]:
     r"""Split on `separator` except where escaped with "\" (R4 search.html#escaping), unescaping
-    the separator only: other escapes stay for the next level (a token `a\|b` inside an OR list
-    `x,a\|b` keeps its escaped "|" until the token is split)."""
+    the separator and "\\" only: other escapes stay for the next level (a token `a\|b` inside
+    an OR list `x,a\|b` keeps its escaped "|" until the token is split)."""
     parts: list[str] = []
     current: list[str] = []
     chars = iter(text)
     for ch in chars:
         if ch == "\\":
-            following = next(chars, "")
-            current.append(following if following == separator else ch + following)
+            following = next(chars, "\\")  # a trailing "\" stays a backslash
+            current.append(following if following in (separator, "\\") else ch + following)
         elif ch == separator:
             parts.append("".join(current))
             current = []
