@@ -125,7 +125,7 @@ def parse_carebridge(messages: list[CorpusMessage], min_seconds: float = 1.0) ->
 
 
 def mllp_templates(messages: list[CorpusMessage], run_tag: str | None = None) -> tuple[bytes, ...]:
-    """The messages, MLLP-framed, with MSH-10 = run tag + sequence number.
+    """The messages, MLLP-framed, with MSH-10 = run tag + sequence number and MSH-15/16 emptied.
 
     The gateway answers a repeated (MSH-4, MSH-10) from its ACK cache without writing, and Redis
     may outlive this run, so every message sent must carry a control id never used before.
@@ -139,6 +139,9 @@ def mllp_templates(messages: list[CorpusMessage], run_tag: str | None = None) ->
         fields = msh.split(msh[3:4])
         fields += [b""] * (10 - len(fields))
         fields[9] = tag + SEQ_MARKER
+        # Original acknowledgment mode: one ACK per message, which is what the load generator
+        # reads (two corpus A40s ask for none with MSH-15/16 NE, which the gateway honours).
+        fields[14:16] = [b""] * len(fields[14:16])
         templates.append(frame(msh[3:4].join(fields) + sep + rest))
     return tuple(templates)
 

@@ -369,8 +369,11 @@ def _run_send_hl7(args: argparse.Namespace) -> int:
 
 
 def _print_ack(message: OutgoingMessage, ack: bytes) -> str | None:
-    code = ack_code(ack)
     print(message.header())
+    if not ack:
+        print("(no acknowledgement: the message asks for none, MSH-15 and MSH-16 NE)\n", flush=True)
+        return "CA"  # sent and, as the sender asked, not answered
+    code = ack_code(ack)
     for segment in normalize_segments(ack).split(b"\r"):
         if segment:
             print(segment.decode("utf-8", "replace"))

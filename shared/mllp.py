@@ -246,7 +246,9 @@ async def send_messages(
     """Send each message over one MLLP connection, waiting for its ACK before the next.
 
     `timeout` bounds the connect and each message's send-and-acknowledge round trip. Returns
-    the ACK messages (unframed) in order. Raises `MLLPConnectionError` (with the ACKs received
+    the ACK messages (unframed) in order, one per message: in enhanced acknowledgment mode the
+    application ACK (or the commit ACK if only that is asked for), and b"" for a message that
+    asks for no ACK at all (MSH-15 and MSH-16 NE). Raises `MLLPConnectionError` (with the ACKs received
     so far) when the peer cannot be reached, closes early or does not answer in time.
     """
     try:
@@ -262,7 +264,7 @@ async def send_messages(
                 async with asyncio.timeout(timeout):
                     writer.write(frame(message))
                     await writer.drain()
-                    acks.append(await anext(incoming))
+                    acks.append(await _answer(incoming, message))
             except StopAsyncIteration:
                 raise MLLPConnectionError(
                     f"{host}:{port} closed the connection before acknowledging message {number}", acks
@@ -278,6 +280,35 @@ async def send_messages(
         with contextlib.suppress(OSError):
             await writer.wait_closed()
     return acks
+
+
+#: Application-level acknowledgment codes (HL7 table 0008); CA, CE, CR are commit-level.
+_APPLICATION_CODES = frozenset({"AA", "AE", "AR"})
+
+
+def acks_wanted(message: bytes) -> tuple[bool, bool]:
+    """(commit ACK wanted, application ACK wanted) on success, from MSH-15 and MSH-16 (table
+    0155; both empty is original mode: one application ACK). ER means "only on error"."""
+    msh = normalize_segments(message).split(b"\r", 1)[0]
+    fields = msh.split(msh[3:4]) if len(msh) > 3 else []
+    accept = fields[14].decode("ascii", "replace").upper() if len(fields) > 14 else ""
+    application = fields[15].decode("ascii", "replace").upper() if len(fields) > 15 else ""
+    if not accept and not application:
+        return False, True
+    return accept in ("", "AL", "SU"), application in ("", "AL", "SU")
+
+
+async def _answer(incoming: AsyncGenerator[bytes, None], message: bytes) -> bytes:
+    """The acknowledgement that answers `message` as its acknowledgment mode asks (v2.5.1 2.9):
+    the application ACK (after a commit ACK in enhanced mode), the commit ACK when only that is
+    asked for, or b"" when the message asks for none (MSH-15 and MSH-16 NE)."""
+    commit, application = acks_wanted(message)
+    if not commit and not application:
+        return b""
+    while True:
+        ack = await anext(incoming)
+        if not application or ack_code(ack) in _APPLICATION_CODES:
+            return ack
 
 
 def _reason(exc: BaseException) -> str:

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +42,8 @@ class ConsumerSpec:
     name: str
     topics: Sequence[str]
     handler: Handler
+    #: Records whose headers this rejects are skipped before decoding (no transaction, no inbox).
+    accepts: Callable[[Sequence[tuple[str, bytes]]], bool] | None = None
 
 
 @dataclass
@@ -112,6 +114,7 @@ class ServiceRuntime:
                 group_id=f"{s.service_name}.{spec.name}",
                 topics=spec.topics,
                 handler=spec.handler,
+                accepts=spec.accepts,
             )
             await runner.start()
             bus.push_async_callback(runner.stop)

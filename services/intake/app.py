@@ -21,5 +21,9 @@ def create_app(settings: Settings) -> FastAPI:
     # The handler writes through the same FHIR interactions as the routes; the runtime hands
     # them its store once the lifespan has opened it.
     rest = FhirRest(runtime, OWNED_TYPES["intake"])
-    runtime.consumers = (ConsumerSpec("hl7", (topics.HL7_TRANSLATED,), handlers.on_hl7_message(rest)),)
+    runtime.consumers = (
+        ConsumerSpec(
+            "hl7", (topics.HL7_TRANSLATED,), handlers.on_hl7_message(rest), accepts=topics.concerns("intake")
+        ),
+    )
     return create_service_app(runtime, OWNED_TYPES["intake"])

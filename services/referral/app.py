@@ -20,6 +20,11 @@ def create_app(settings: Settings) -> FastAPI:
     rest = FhirRest(runtime, OWNED_TYPES["referral"])
     runtime.consumers = (
         ConsumerSpec("patients", (topics.PATIENT,), handlers.on_patient_event),
-        ConsumerSpec("hl7", (topics.HL7_TRANSLATED,), handlers.on_hl7_message(rest)),
+        ConsumerSpec(
+            "hl7",
+            (topics.HL7_TRANSLATED,),
+            handlers.on_hl7_message(rest),
+            accepts=topics.concerns("referral"),
+        ),
     )
     return create_service_app(runtime, OWNED_TYPES["referral"])

@@ -87,6 +87,7 @@ class ConsumerRunner:
         topics: Sequence[str],
         handler: Handler,
         consumer_name: str | None = None,
+        accepts: Callable[[Sequence[tuple[str, bytes]]], bool] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -96,6 +97,7 @@ class ConsumerRunner:
         self.consumer_name = consumer_name or group_id
         self.topics = [settings.topic(name) for name in topics]
         self.handler = handler
+        self.accepts = accepts
         self.ready = asyncio.Event()
         self._stopping = asyncio.Event()
         #: Set while partitions are being revoked (or on stop): abandon the batch in hand.
@@ -251,6 +253,8 @@ class ConsumerRunner:
 
     async def _apply(self, record: ConsumerRecord[Any, Any]) -> None:
         """Decode, then claim the event id and run the handler in one transaction."""
+        if self.accepts is not None and not self.accepts(record.headers):
+            return  # not for this service: nothing to apply, so nothing to remember
         attributes = {
             "messaging.system": "kafka",
             "messaging.operation.type": "process",

@@ -7,6 +7,7 @@ logical id wherever there is a patient, so one patient's events stay in order.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Final, Literal
 
 from shared.fhir.ownership import OWNED_TYPES
@@ -69,6 +70,23 @@ TOPIC_BY_RESOURCE_TYPE: Final[dict[str, str]] = {
 #: CloudEvents `type` of a translated HL7 v2 message (data: a transaction Bundle; subject:
 #: `hl7v2/<archive id>`; key: the patient's business identifier `system|value`).
 HL7_TRANSLATED_EVENT: Final = "org.carebridge.hl7v2.translated.v1"
+#: Kafka header of a translated HL7 v2 message: the services owning something in its Bundle
+#: (comma-separated), so the others skip the record without decoding it or opening a transaction.
+OWNERS_HEADER: Final = "x-carebridge-owners"
+
+
+def concerns(service: str) -> Callable[[Sequence[tuple[str, bytes]]], bool]:
+    """A record filter: records without the owners header, or naming `service` in it."""
+    name = service.encode()
+
+    def accepts(headers: Sequence[tuple[str, bytes]]) -> bool:
+        for key, value in headers:
+            if key == OWNERS_HEADER:
+                return name in value.split(b",")
+        return True
+
+    return accepts
+
 
 Action = Literal["created", "updated", "deleted"]
 #: CloudEvents `type` of a resource lifecycle event: org.carebridge.fhir.<Type>.<action>.v1

@@ -304,3 +304,25 @@ def self_signed_certificate(directory: Path) -> tuple[str, str]:
         )
     )
     return str(certfile), str(keyfile)
+
+
+async def test_a_result_after_discharge_does_not_reopen_the_stay(stack: Stack, ids: Any) -> None:
+    mrn, visit = ids("mrn"), ids("visit")
+    oru = (
+        f"MSH|^~\\&|LAB|{HOSPITAL}|CB|CB|20261109090000||ORU^R01^ORU_R01|{ids('msg')}|P|2.5.1\r"
+        f"PID|1||{mrn}^^^NORTHMRN^MR||EVERYPERSON^ALEX^J||19800102|F\r"
+        f"PV1|1|I|PSY^201^A||||||||||||||||{visit}^^^NORTHVISIT^VN\r"
+        f"OBR|1|{ids('ord')}^LAB|{ids('fil')}^LAB|2345-7^Glucose^LN|||20261109080000\r"
+        "OBX|1|NM|2345-7^Glucose^LN||95|mg/dL^mg/dL^UCUM|70-99|N|||F|||20261109080000\r"
+    ).encode()
+    acks = await asyncio.to_thread(
+        mllp_send, stack.mllp_port, [adt("A01", ids("msg"), mrn, visit), a03(ids("msg"), mrn, visit), oru]
+    )
+    assert [msa(a)[1] for a in acks] == ["AA", "AA", "AA"]
+    async with stack.client() as http:
+        [patient] = await eventually(lambda: search(http, f"Patient?identifier={mrn}"))
+        [glucose] = await eventually(lambda: search(http, f"Observation?subject=Patient/{patient['id']}"))
+        assert glucose["valueQuantity"]["value"] == 95 and glucose["valueQuantity"]["code"] == "mg/dL"
+        [encounter] = await search(http, f"Encounter?identifier={visit}")
+    assert encounter["status"] == "finished" and "end" in encounter["period"]
+    assert glucose["encounter"]["reference"] == f"Encounter/{encounter['id']}"

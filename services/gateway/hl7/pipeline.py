@@ -264,7 +264,7 @@ class Hl7Pipeline:
                 row,
                 translated_event(translation, archive_id) if translation else None,
                 translation.patient_key.encode() if translation and translation.patient_key else None,
-                kafka_headers_from_context(),
+                _event_headers(translation),
             )
             if not await self._writer.write(pending):
                 span.set_attribute("hl7.status", "duplicate")
@@ -327,7 +327,7 @@ class Hl7Pipeline:
                         topic=self._settings.topic(topics.HL7_TRANSLATED),
                         key=translation.patient_key.encode() if translation.patient_key else None,
                         value=event.to_json(),
-                        headers=kafka_headers_from_context(),
+                        headers=_event_headers(translation),
                     )
         except IntegrityError:
             raise Conflict(
@@ -378,6 +378,14 @@ class Hl7Pipeline:
             await self._redis.set(self._ack_key(header), join_acks(acks), ex=_ACK_CACHE_TTL_S)
         except aioredis.RedisError:
             log.warning("could not cache an HL7 ACK in Redis; the database still deduplicates")
+
+
+def _event_headers(translation: Translation | None) -> list[tuple[str, bytes]]:
+    """Trace context, and which services own something in the Bundle (the others skip it)."""
+    headers = kafka_headers_from_context()
+    if translation is not None:
+        headers.append((topics.OWNERS_HEADER, ",".join(translation.owners).encode()))
+    return headers
 
 
 def _sender(header: domain.MessageHeader) -> str:

@@ -78,6 +78,14 @@ class Translation:
     #: patient's messages stay in order (DESIGN.md, Events; the logical id is intake's to assign).
     patient_key: str | None
 
+    @property
+    def owners(self) -> list[str]:
+        """The services that own something in the Bundle (intake owns a merge)."""
+        owners = {p["owner"] for p in self.report["produced"]}
+        if self.report["merges"]:
+            owners.add("intake")
+        return sorted(o for o in owners if o)
+
 
 def structure_of(message_type: str, trigger: str, declared: str) -> str:
     if declared:

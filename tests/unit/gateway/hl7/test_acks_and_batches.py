@@ -101,3 +101,20 @@ def test_messages_back_to_back_get_their_acks_back_to_back() -> None:
 def test_a_body_without_messages_is_invalid(body: bytes) -> None:
     with pytest.raises(InvalidInput):
         read_batch(body)
+
+
+def test_services_skip_translated_messages_that_hold_nothing_of_theirs() -> None:
+    from services.gateway.hl7.er7 import Message
+    from services.gateway.hl7.translate import translate
+    from shared.events import topics
+
+    adt = Message.parse(
+        b"MSH|^~\\&|EPIC|NORTH|CB|CB|20261101||ADT^A01^ADT_A01|C1|P|2.5.1\r"
+        b"PID|1||M1^^^NORTHMRN^MR||EVERYPERSON^ALEX\rPV1|1|I|||||||||||||||||V1\r"
+    )
+    translation = translate(adt)
+    assert translation.owners == ["intake"]
+    headers = [("traceparent", b"00-x"), (topics.OWNERS_HEADER, ",".join(translation.owners).encode())]
+    assert topics.concerns("intake")(headers)
+    assert not topics.concerns("careplan")(headers) and not topics.concerns("referral")(headers)
+    assert topics.concerns("careplan")([("traceparent", b"00-x")])  # no header: not filtered
