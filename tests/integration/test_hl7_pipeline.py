@@ -148,9 +148,13 @@ async def test_a40_merges_two_patients(stack: Stack, ids: Any) -> None:
         [kept] = await search(http, f"Patient?identifier={survivor}")
         assert old["link"] == [{"other": {"reference": f"Patient/{kept['id']}"}, "type": "replaced-by"}]
         assert {"other": {"reference": f"Patient/{old['id']}"}, "type": "replaces"} in kept["link"]
+
         # The duplicate's encounter now belongs to the survivor.
-        moved = await eventually(lambda: search(http, f"Encounter?subject=Patient/{kept['id']}"))
-        assert len(moved) == 2
+        async def both_encounters() -> list[dict[str, Any]]:
+            found = await search(http, f"Encounter?subject=Patient/{kept['id']}")
+            return found if len(found) == 2 else []
+
+        assert await eventually(both_encounters)
 
 
 async def test_a_batch_over_http_gets_its_acks_in_a_batch(stack: Stack, ids: Any) -> None:

@@ -172,7 +172,9 @@ def test_send_hl7_sends_every_message_of_every_file_and_prints_each_ack(
     out = capsys.readouterr().out
     assert code == 0
     assert len(acking_server.received) == 3
-    assert out.count("MSA|AA|") == 3
+    # ADT-A40-01 asks for no acknowledgement (MSH-15 and MSH-16 NE): it is sent, not waited for.
+    assert out.count("MSA|AA|") == 2
+    assert "(no acknowledgement: the message asks for none, MSH-15 and MSH-16 NE)" in out
     assert f"{batch} message 1 of 2" in out and f"{single} message 1 of 1" in out
     assert all(b"\n" not in m and m.startswith(b"MSH|") for m in acking_server.received)
 

@@ -109,3 +109,22 @@ def test_normalize_segments_turns_lf_and_crlf_into_segment_terminators() -> None
     assert normalize_segments(b"MSH|a\r\nPID|1\r\n") == b"MSH|a\rPID|1\r"
     assert normalize_segments(b"MSH|a\rPID|1\r") == b"MSH|a\rPID|1\r"
     assert normalize_segments(b"MSH|a\r\n\nPID|1") == b"MSH|a\r\rPID|1"
+
+
+@pytest.mark.parametrize(
+    ("msh15", "msh16", "wanted"),
+    [
+        ("", "", (False, True)),  # original mode: one application ACK
+        ("AL", "AL", (True, True)),
+        ("AL", "NE", (True, False)),
+        ("NE", "NE", (False, False)),
+        ("ER", "SU", (False, True)),
+    ],
+)
+def test_a_sender_waits_for_the_acks_the_message_asks_for(
+    msh15: str, msh16: str, wanted: tuple[bool, bool]
+) -> None:
+    from shared.mllp import acks_wanted
+
+    message = f"MSH|^~\\&|A|B|C|D|2024||ADT^A01|X1|P|2.5.1|||{msh15}|{msh16}\rPID|1\r".encode()
+    assert acks_wanted(message) == wanted
