@@ -330,3 +330,24 @@ async def test_a_result_after_discharge_does_not_reopen_the_stay(stack: Stack, i
         [encounter] = await search(http, f"Encounter?identifier={visit}")
     assert encounter["status"] == "finished" and "end" in encounter["period"]
     assert glucose["encounter"]["reference"] == f"Encounter/{encounter['id']}"
+
+
+async def test_carebridge_hl7_lists_and_reprocesses(
+    stack: Stack, ids: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from shared import cli
+
+    monkeypatch.setenv("GATEWAY_URL", stack.gateway.url)
+    monkeypatch.setenv("CAREBRIDGE_TOKEN", stack.token)
+    control = ids("msg")
+    no_patient_id = f"MSH|^~\\&|EPIC|{HOSPITAL}|CB|CB|20261101||ADT^A04^ADT_A01|{control}|P|2.5.1\rPID|1\r"
+    [ack] = await send_messages("127.0.0.1", stack.mllp_port, [no_patient_id.encode()])
+    assert msa(ack)[1] == "AE" and "|100^Segment sequence error^HL70357|" in ack.decode()
+    assert await asyncio.to_thread(cli.main, ["hl7", "list", "--status", "error", "--max", "500"]) == 0
+    # Newest first: the message just sent, with its error.
+    listed = [line for line in capsys.readouterr().out.splitlines() if "patient identifier (PID-3)" in line]
+    assert listed and "ADT^A04" in listed[0]
+    message_id = listed[0].split()[0]
+    # Still failing (the message itself lacks PID-3): exit status 1, the row stays in error.
+    assert await asyncio.to_thread(cli.main, ["hl7", "reprocess", message_id]) == 1
+    assert f"{message_id}  error" in capsys.readouterr().out
