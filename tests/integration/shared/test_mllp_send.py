@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -171,6 +172,10 @@ def test_send_hl7_sends_every_message_of_every_file_and_prints_each_ack(
     code = cli.main(["send-hl7", str(batch), str(single), "--port", str(acking_server.port)])
     out = capsys.readouterr().out
     assert code == 0
+    # The last message asks for no ACK, so the client does not wait for the server to read it.
+    deadline = time.monotonic() + 5
+    while len(acking_server.received) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert len(acking_server.received) == 3
     # ADT-A40-01 asks for no acknowledgement (MSH-15 and MSH-16 NE): it is sent, not waited for.
     assert out.count("MSA|AA|") == 2
