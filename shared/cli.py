@@ -359,7 +359,8 @@ def _run_send_hl7(args: argparse.Namespace) -> int:
     except FrameTooLarge as exc:
         acks, failure = [], f"an acknowledgement from {args.host}:{args.port} was too large: {exc}"
     codes = [_print_ack(message, ack) for message, ack in zip(outgoing, acks, strict=False)]
-    accepted = sum(code in _ACCEPTED for code in codes)
+    # A message that asked for no ACK (MSH-15/16 NE) was sent as asked: it counts as accepted.
+    accepted = sum(code in _ACCEPTED or not ack for code, ack in zip(codes, acks, strict=False))
     if acks or not failure:
         print(f"{len(acks)} of {len(outgoing)} message(s) acknowledged, {accepted} accepted", file=sys.stderr)
     if failure:
@@ -372,7 +373,7 @@ def _print_ack(message: OutgoingMessage, ack: bytes) -> str | None:
     print(message.header())
     if not ack:
         print("(no acknowledgement: the message asks for none, MSH-15 and MSH-16 NE)\n", flush=True)
-        return "CA"  # sent and, as the sender asked, not answered
+        return None
     code = ack_code(ack)
     for segment in normalize_segments(ack).split(b"\r"):
         if segment:

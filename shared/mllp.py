@@ -210,20 +210,36 @@ class MLLPDecoder:
         self._partial = bytearray()
 
 
-async def iter_messages(
-    reader: asyncio.StreamReader, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-) -> AsyncGenerator[bytes, None]:
-    """Yield each complete message read from `reader` until EOF.
+class NotMLLP(Exception):
+    """The peer sends something other than a start block between frames (an HTTP client, a
+    sender without framing). Line ends between frames are tolerated, as MLLP Release 2 asks."""
 
-    Raises `FrameTooLarge` for an oversized frame (after yielding the messages before it).
+
+async def iter_messages(
+    reader: asyncio.StreamReader,
+    *,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    idle_timeout_s: float | None = None,
+    require_frames: bool = False,
+) -> AsyncGenerator[bytes, None]:
+    """Yield each complete message read from `reader` until EOF (or `idle_timeout_s` of silence).
+
+    Raises `FrameTooLarge` for an oversized frame (after yielding the messages before it), and,
+    with `require_frames`, `NotMLLP` when something other than a frame starts between frames.
     """
     decoder = MLLPDecoder(max_message_bytes)
     while True:
-        chunk = await reader.read(_READ_CHUNK)
+        try:
+            async with asyncio.timeout(idle_timeout_s):
+                chunk = await reader.read(_READ_CHUNK)
+        except TimeoutError:
+            return
         if not chunk:
             if decoder.buffered:
                 log.warning("MLLP connection closed inside a frame; %d bytes dropped", decoder.buffered)
             return
+        if require_frames and not decoder.in_frame and chunk.lstrip(b"\r\n\t ")[:1] not in (b"", START_BLOCK):
+            raise NotMLLP()
         try:
             messages = decoder.feed(chunk)
         except FrameTooLarge as exc:

@@ -13,21 +13,13 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import AsyncIterator
 
 from services.gateway import domain
 from services.gateway.hl7.pipeline import Hl7Pipeline
-from shared.mllp import START_BLOCK, FrameTooLarge, MLLPDecoder, frame
+from shared.mllp import FrameTooLarge, NotMLLP, frame, iter_messages
 from shared.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
-
-_READ_CHUNK = 65_536
-
-
-class NotMLLP(Exception):
-    """The peer sends something other than a start block between frames (an HTTP client, a
-    sender without framing). Line ends between frames are tolerated, as MLLP Release 2 asks."""
 
 
 def tls_context(settings: GatewaySettings) -> ssl.SSLContext | None:
@@ -75,34 +67,15 @@ class MLLPServer:
                 await task
         await self._server.wait_closed()
 
-    async def _messages(self, reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
-        decoder = MLLPDecoder(self._max)
-        while True:
-            try:
-                async with asyncio.timeout(self._idle_s):
-                    chunk = await reader.read(_READ_CHUNK)
-            except TimeoutError:
-                return
-            if not chunk:
-                return
-            if not decoder.in_frame and chunk.lstrip(b"\r\n\t ")[:1] not in (b"", START_BLOCK):
-                raise NotMLLP()
-            try:
-                messages = decoder.feed(chunk)
-            except FrameTooLarge as exc:
-                for message in exc.messages:
-                    yield message
-                exc.messages = []
-                raise
-            for message in messages:
-                yield message
-
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._connections.add(task)
         try:
-            async for message in self._messages(reader):
+            messages = iter_messages(
+                reader, max_message_bytes=self._max, idle_timeout_s=self._idle_s, require_frames=True
+            )
+            async for message in messages:
                 received = await self._pipeline.receive(message, "mllp")
                 for ack in received.acks:
                     writer.write(frame(ack))

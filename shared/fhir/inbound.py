@@ -38,7 +38,7 @@ from shared.errors import DependencyUnavailable, Gone, NotFound, PoisonMessage, 
 from shared.events import CloudEvent, topics
 from shared.fhir.projections import version_of
 from shared.fhir.rest import FhirRest
-from shared.fhir.rest.bundles import Entry, parse_entries
+from shared.fhir.rest.bundles import Entry, parse_entries, reference_holders
 from shared.fhir.rest.conditional import Criteria, parse_criteria
 from shared.fhir.search import MAX_COUNT
 from shared.fhir.search_params import SEARCH_PARAMETERS
@@ -310,7 +310,7 @@ def _without_meta(resource: dict[str, Any]) -> dict[str, Any]:
 
 async def _resolve_references(run: _Run, resource: dict[str, Any]) -> dict[str, Any]:
     """Conditional references become literal ones to what this service holds, or logical ones."""
-    for holder in _reference_holders(resource):
+    for holder in reference_holders(resource):
         value = holder["reference"]
         rtype, _, query = value.partition("?")
         if not query or "/" in rtype:
@@ -358,20 +358,6 @@ def _make_logical(holder: dict[str, Any], rtype: str, query: str) -> None:
 def _unescape(token: str) -> str:
     """A search token's escapes (search.html#escaping) undone: `\\,` `\\$` `\\\\`."""
     return token.replace("\\,", ",").replace("\\$", "$").replace("\\\\", "\\")
-
-
-def _reference_holders(node: Any) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    stack = [node]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            if isinstance(item.get("reference"), str):
-                found.append(item)
-            stack.extend(v for v in item.values() if isinstance(v, dict | list))
-        elif isinstance(item, list):
-            stack.extend(v for v in item if isinstance(v, dict | list))
-    return found
 
 
 async def _search(
@@ -586,7 +572,7 @@ async def _repoint(run: _Run, source: str, target: str) -> None:
 def _replace_reference(resource: dict[str, Any], source: str, target: str) -> dict[str, Any]:
     changed = copy.deepcopy(resource)
     old = f"Patient/{source}"
-    for holder in _reference_holders(changed):
+    for holder in reference_holders(changed):
         if holder["reference"] == old or holder["reference"].startswith(old + "/_history/"):
             holder["reference"] = f"Patient/{target}"
     return changed

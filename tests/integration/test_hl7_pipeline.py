@@ -351,3 +351,34 @@ async def test_carebridge_hl7_lists_and_reprocesses(
     # Still failing (the message itself lacks PID-3): exit status 1, the row stays in error.
     assert await asyncio.to_thread(cli.main, ["hl7", "reprocess", message_id]) == 1
     assert f"{message_id}  error" in capsys.readouterr().out
+
+
+async def test_bad_requests_to_the_hl7_endpoints_get_an_operation_outcome(stack: Stack) -> None:
+    er7 = {"content-type": "x-application/hl7-v2+er7"}
+    async with stack.client() as http:
+        answers = {
+            "not HL7": await http.post("/hl7v2", content=b"hello", headers=er7),
+            "wrong media type": await http.post(
+                "/hl7v2", content=b"MSH|^~\\&|A\r", headers={"content-type": "application/json"}
+            ),
+            "too large": await http.post(
+                "/hl7v2", content=b"MSH|" + b"x" * (stack.settings.max_hl7_bytes + 1), headers=er7
+            ),
+            "unknown status": await http.get("/hl7v2/messages?status=lost"),
+            "bad cursor": await http.get("/hl7v2/messages?cursor=%25%25"),
+            "unknown message": await http.get(f"/hl7v2/messages/{uuid.uuid4()}"),
+            "reprocess unknown": await http.post(f"/hl7v2/messages/{uuid.uuid4()}/$reprocess"),
+        }
+    statuses = {name: response.status_code for name, response in answers.items()}
+    assert statuses == {
+        "not HL7": 400,
+        "wrong media type": 415,
+        "too large": 413,
+        "unknown status": 400,
+        "bad cursor": 400,
+        "unknown message": 404,
+        "reprocess unknown": 404,
+    }
+    for response in answers.values():
+        body = response.json()
+        assert body["resourceType"] == "OperationOutcome" and body["issue"][0]["diagnostics"]

@@ -13,7 +13,6 @@ mapper builds one from what does identify it, under a `urn:carebridge:hl7v2:` sy
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -197,7 +196,3 @@ def _looks_like_oid(text: str) -> bool:
 
 def segment_label(segment: Segment) -> str:
     return f"{segment.name}[{segment.index}]"
-
-
-def new_message_id() -> str:
-    return str(uuid.uuid4())

@@ -65,10 +65,6 @@ SUPPORTED: dict[str, frozenset[str]] = {
     "SIU": frozenset({"S12", "S13", "S14", "S15", "S17", "S26"}),
 }
 
-#: A Bundle entry whose resource holds only this is a removal of the element: the applying
-#: service drops it from the stored resource (an A13 takes back a discharge's end and disposition).
-REMOVE = None
-
 
 @dataclass(frozen=True, slots=True)
 class Translation:

@@ -232,7 +232,7 @@ async def _rewrite(dispatcher: Dispatcher, tx: Transaction, entry: Entry, refere
     entry.params = [(k, _replace_placeholder(v, references)) for k, v in entry.params]
     if entry.resource is None:
         return
-    for holder in _reference_holders(entry.resource):
+    for holder in reference_holders(entry.resource):
         value = holder["reference"]
         if value.startswith("urn:uuid:") or value.startswith("urn:oid:"):
             if value not in references:
@@ -277,7 +277,7 @@ def _check_no_overlap(entries: list[Entry]) -> None:
         seen[identity] = entry.index
 
 
-def _reference_holders(node: Any) -> list[dict[str, Any]]:
+def reference_holders(node: Any) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     stack = [node]
     while stack:
