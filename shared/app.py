@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from shared.fhir.rest import Dispatcher, FhirRest
 from shared.fhir.router import build_router
@@ -13,8 +13,9 @@ from shared.service import ServiceRuntime, add_health_routes, runtime_lifespan
 from shared.telemetry import NO_FRAMEWORK_TELEMETRY, TracingMiddleware
 
 
-def create_service_app(runtime: ServiceRuntime, owned_types: Iterable[str]) -> FastAPI:
-    """A service app: health routes, the FHIR routes for `owned_types`, errors as OperationOutcome."""
+def create_service_app(runtime: ServiceRuntime, rest: FhirRest, routers: Sequence[APIRouter] = ()) -> FastAPI:
+    """A service app: health routes, the FHIR routes of `rest` (the types the service owns, with
+    its hooks and operations), the service's own `routers`, errors as OperationOutcome."""
     settings = runtime.settings
     app = FastAPI(
         title=f"CareBridge {settings.service_name}",
@@ -26,7 +27,8 @@ def create_service_app(runtime: ServiceRuntime, owned_types: Iterable[str]) -> F
     app.state.runtime = runtime
     install_error_handlers(app)
     add_health_routes(app, runtime)
-    rest = FhirRest(runtime, owned_types)
+    for router in routers:
+        app.include_router(router)
     app.include_router(build_router(Dispatcher(rest), settings.max_body_bytes))
     app.add_middleware(TracingMiddleware, service_name=settings.service_name)
     return app

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +53,8 @@ class ServiceRuntime:
     produces: Sequence[str] = ()
     consumers: Sequence[ConsumerSpec] = ()
     extra_migrations: Sequence[Migration] = ()
+    #: Run once the store is open, before the bus connects (e.g. loading shipped definitions).
+    on_start: Sequence[Callable[[ServiceRuntime], Awaitable[None]]] = ()
 
     store: Store = field(init=False)
     redis: aioredis.Redis = field(init=False)
@@ -76,6 +78,8 @@ class ServiceRuntime:
         stack.push_async_callback(self.store.close)
         self.redis = aioredis.Redis.from_url(s.redis_url)
         stack.push_async_callback(self.redis.aclose)
+        for step in self.on_start:
+            await step(self)
         self._bus_task = asyncio.create_task(self._connect_bus(), name=f"{s.service_name}-bus")
         stack.push_async_callback(self._disconnect_bus)
         # Start-up objects (models, settings, modules) live for the whole process: moving them

@@ -11,6 +11,8 @@ and tests build one explicitly.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -84,6 +86,17 @@ class IntakeSettings(ServiceSettings):
     service_name: str = "intake"
     port: int = 8081
     database_url: str = "sqlite+aiosqlite:///.data/intake.db"
+    # Patient matching (services/intake/domain/matching.py has the score and its scale): at or
+    # above `patient_match_threshold` a new record is the same person; from
+    # `patient_possible_threshold` up it is kept apart and a review item is raised.
+    patient_match_threshold: float = 0.9
+    patient_possible_threshold: float = 0.6
+    # Screening (services/intake/domain/scoring.py): prorate a PHQ-9/GAD-7 total when exactly one
+    # scored item is missing (off: no total when any is missing); and what to do when a
+    # response carries a total that is not the one computed: "reject" (422) or "flag" (kept,
+    # the computed total stored, the mismatch noted on the total Observation).
+    screening_prorate_one_missing: bool = False
+    screening_client_total: Literal["reject", "flag"] = "reject"
 
 
 class CareplanSettings(ServiceSettings):

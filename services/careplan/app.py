@@ -15,11 +15,12 @@ from shared.service import ConsumerSpec, ServiceRuntime
 
 def create_app(settings: Settings) -> FastAPI:
     runtime = ServiceRuntime(settings, produces=(topics.CAREPLAN,))
-    # The HL7 handler writes through the same FHIR interactions as the routes; the runtime
-    # hands them its store once the lifespan has opened it.
+    # The routes and the handlers write through the same FHIR interactions; the runtime hands
+    # them its store once the lifespan has opened it.
     rest = FhirRest(runtime, OWNED_TYPES["careplan"])
     runtime.consumers = (
-        ConsumerSpec("patients", (topics.PATIENT,), handlers.on_patient_event),
+        ConsumerSpec("patients", (topics.PATIENT,), handlers.on_patient_event(rest)),
+        ConsumerSpec("triage", (topics.TRIAGE,), handlers.on_triage_event(rest)),
         ConsumerSpec(
             "hl7",
             (topics.HL7_TRANSLATED,),
@@ -27,4 +28,4 @@ def create_app(settings: Settings) -> FastAPI:
             accepts=topics.concerns("careplan"),
         ),
     )
-    return create_service_app(runtime, OWNED_TYPES["careplan"])
+    return create_service_app(runtime, rest)

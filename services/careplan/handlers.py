@@ -6,10 +6,19 @@ it idempotent (see shared.events.consumer).
 
 from __future__ import annotations
 
-from services.careplan.domain import caseload_patient
-from shared.events import CloudEvent, Handler
-from shared.fhir.inbound import apply_translated_event, index_patient_event
-from shared.fhir.projections import apply_to_projection
+import orjson
+
+from services.careplan.domain import (
+    CASE_MANAGEMENT_CATEGORY,
+    caseload_patient,
+    has_activity_for,
+    new_case_management_plan,
+    safety_activity,
+)
+from shared.errors import PoisonMessage
+from shared.events import CloudEvent, Handler, topics
+from shared.fhir.inbound import apply_translated_event
+from shared.fhir.patient_events import patient_event_handler
 from shared.fhir.rest import FhirRest
 from shared.store import Transaction
 
@@ -17,10 +26,8 @@ from shared.store import Transaction
 PATIENTS = "patients"
 
 
-async def on_patient_event(event: CloudEvent, tx: Transaction) -> None:
-    await apply_to_projection(event, tx, projection=PATIENTS, resource_type="Patient", keep=caseload_patient)
-    # The identifier index resolves the `Patient?identifier=...` references of HL7 messages.
-    await index_patient_event(event, tx)
+def on_patient_event(rest: FhirRest) -> Handler:
+    return patient_event_handler(rest, projection=PATIENTS, keep=caseload_patient)
 
 
 def on_hl7_message(rest: FhirRest) -> Handler:
@@ -29,5 +36,41 @@ def on_hl7_message(rest: FhirRest) -> Handler:
 
     async def handle(event: CloudEvent, tx: Transaction) -> None:
         await apply_translated_event(rest, event, tx)
+
+    return handle
+
+
+def on_triage_event(rest: FhirRest) -> Handler:
+    """A safety Flag from intake's triage adds a same-day activity to the patient's active
+    case-management CarePlan (created if there is none). The same Flag adds it once."""
+
+    async def handle(event: CloudEvent, tx: Transaction) -> None:
+        if event.type != topics.RISK_IDENTIFIED_EVENT:
+            return
+        flag = event.data
+        subject = (flag.get("subject") or {}).get("reference") if isinstance(flag, dict) else None
+        if not isinstance(subject, str) or not subject.startswith("Patient/") or not flag.get("id"):
+            raise PoisonMessage("A risk event must carry a Flag with an id and a Patient subject")
+        trigger = f"Flag/{flag['id']}"
+        start = str((flag.get("period") or {}).get("start") or event.time)
+        today = start[:10]
+        activity = safety_activity(flag, trigger, today)
+        category = f"{CASE_MANAGEMENT_CATEGORY['system']}|{CASE_MANAGEMENT_CATEGORY['code']}"
+        plans = await rest.searcher.matches(
+            rest.store,
+            "CarePlan",
+            [("subject", subject), ("status", "active"), ("category", category)],
+            connection=await tx.sql_connection(),
+            limit=1,
+        )
+        if not plans:
+            plan = new_case_management_plan(subject, today)
+            await rest.create(tx, "CarePlan", {**plan, "activity": [activity]})
+            return
+        plan = orjson.loads(plans[0].content)
+        if has_activity_for(plan, trigger):
+            return
+        plan["activity"] = [*(plan.get("activity") or []), activity]
+        await rest.update(tx, "CarePlan", plan["id"], plan)
 
     return handle

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from services.gateway import archive
+from services.gateway import archive, handlers
 from services.gateway.api import GatewayState, build_router
 from services.gateway.capability import CapabilityCache
 from services.gateway.fhir_facade import FhirFacade, FhirRoutes
@@ -25,7 +25,7 @@ from shared.fhir.ownership import OWNED_TYPES
 from shared.fhir.rest import Dispatcher, FhirRest, capability_statement
 from shared.fhir.router import build_router as build_fhir_router
 from shared.http import install_error_handlers, json_response
-from shared.service import ServiceRuntime
+from shared.service import ConsumerSpec, ServiceRuntime
 from shared.telemetry import NO_FRAMEWORK_TELEMETRY, TracingMiddleware
 
 
@@ -36,6 +36,8 @@ def create_app(settings: Settings) -> FastAPI:
     )
     state = GatewayState()
     state.runtime = runtime
+    own_rest = FhirRest(runtime, OWNED_TYPES["gateway"])
+    runtime.consumers = (ConsumerSpec("audit", (topics.AUDIT,), handlers.on_audit_event(own_rest)),)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -72,8 +74,9 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.include_router(build_router(state, settings))
     # The types the gateway owns itself (AuditEvent), reached through the facade after auth.
-    own_rest = Dispatcher(FhirRest(runtime, OWNED_TYPES["gateway"]))
-    app.include_router(build_fhir_router(own_rest, settings.max_body_bytes), include_in_schema=False)
+    app.include_router(
+        build_fhir_router(Dispatcher(own_rest), settings.max_body_bytes), include_in_schema=False
+    )
     _describe_fhir_routes(app)
     # The middleware added last is the outermost: the trace span covers the FHIR door too.
     app.add_middleware(FhirRoutes, holder=state)

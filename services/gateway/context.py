@@ -15,6 +15,7 @@ from services.gateway.access import AccessPolicy
 from services.gateway.client import UpstreamResponse
 from services.gateway.proxy import FORWARD_REQUEST_HEADERS, FORWARD_RESPONSE_HEADERS, ServiceClients
 from shared.errors import http_status, operation_outcome
+from shared.fhir.audit import ACTOR_HEADER
 
 FHIR_JSON_UTF8 = b"application/fhir+json; charset=utf-8"
 
@@ -65,9 +66,12 @@ class Call:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def forward_headers(self) -> list[tuple[str, str]]:
-        return [
+        """The client's FHIR headers, and who the client is (for the service's audit records)."""
+        forwarded = [
             (name, value) for name in FORWARD_REQUEST_HEADERS if (value := self.headers.get(name)) is not None
         ]
+        forwarded.append((ACTOR_HEADER, self.policy.principal.subject))
+        return forwarded
 
     async def forward(
         self, service: str, method: str | None = None, target: bytes | None = None, body: bytes | None = None

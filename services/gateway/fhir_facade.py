@@ -117,7 +117,8 @@ class FhirFacade:
             return await batch_or_transaction(self._call(scope, headers, "", body, base, policy))
         rte = route(method, sub)
         scope["route"] = _Template(rte.template)
-        restriction = policy.restriction(rte.resource_type, rte.interaction)
+        needs = rte.operation.interaction if rte.operation is not None else rte.interaction
+        restriction = policy.restriction(rte.resource_type, needs)
         _check_accept(request, headers, scope["query_string"])
         if rte.service == "gateway":
             if not restriction.unrestricted:
@@ -168,6 +169,11 @@ class FhirFacade:
             return Reply.json(bundle)
         if interaction == "everything":
             return await everything(call, rte, restriction)
+        if interaction == "operation":
+            if not restriction.unrestricted:
+                # An operation's answer is not a resource the compartment rules can filter.
+                raise Forbidden(f"{rte.template[6:]} is only available to user/ and system/ scopes")
+            return Reply.from_upstream(await call.forward(rte.service))
         return await self._write(call, rte, restriction)
 
     def _search_params(self, call: Call) -> list[tuple[str, str]]:

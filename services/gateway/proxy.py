@@ -16,6 +16,7 @@ import orjson
 
 from services.gateway.client import BackendPool, UpstreamResponse
 from shared.errors import DependencyUnavailable, InvalidInput, MethodNotAllowed, NotFound
+from shared.fhir.operations import OperationDefinition, find_operation
 from shared.fhir.ownership import OWNER_OF
 from shared.fhir.router import FORWARDED_BASE_HEADER
 from shared.telemetry import http_headers_from_context
@@ -42,13 +43,15 @@ FHIR_JSON = "application/fhir+json"
 class Route:
     service: str
     resource_type: str
-    #: create | read | vread | update | patch | delete | search | history | everything
+    #: create | read | vread | update | patch | delete | search | history | everything | operation
     interaction: str
     #: The logical id for instance-level interactions; None at type level (search, create,
     #: conditional update/patch/delete).
     id: str | None = None
     #: A path template for span names: the id does not belong in them.
     template: str = ""
+    #: For interaction "operation": which one (its `interaction` is what the token needs).
+    operation: OperationDefinition | None = None
 
 
 _TYPE_LEVEL = {"POST": "create", "GET": "search", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
@@ -75,6 +78,8 @@ def route(method: str, path: str) -> Route:
         table, template = {"GET": "vread"}, "/fhir/{type}/{id}/_history/{vid}"
     elif n == 3 and rtype == "Patient" and parts[2] == "$everything" and id_:
         table, template = {"GET": "everything"}, "/fhir/Patient/{id}/$everything"
+    elif (n == 2 and parts[1].startswith("$")) or (n == 3 and parts[2].startswith("$") and id_):
+        return _operation_route(method, path, rtype, parts[-1], id_)
     elif n == 2 and id_:
         table, template = _INSTANCE_LEVEL, "/fhir/{type}/{id}"
     else:
@@ -83,6 +88,19 @@ def route(method: str, path: str) -> Route:
     if interaction is None:
         raise MethodNotAllowed(f"{method} is not allowed on /fhir/{path}")
     return Route(OWNER_OF[rtype], rtype, interaction, id_, template)
+
+
+def _operation_route(method: str, path: str, rtype: str, code: str, id_: str | None) -> Route:
+    """`[type]/$name` or `[type]/[id]/$name`: one of the operations in shared/fhir/operations.py."""
+    operation = find_operation(rtype, code, instance=id_ is not None)
+    if operation is None:
+        raise NotFound(f"Operation {code} is not supported on {rtype}{'/[id]' if id_ else ''}")
+    if method not in operation.methods:
+        raise MethodNotAllowed(
+            f"{method} is not allowed on /fhir/{path}; use {' or '.join(operation.methods)}"
+        )
+    template = f"/fhir/{rtype}/{{id}}/{code}" if id_ else f"/fhir/{rtype}/{code}"
+    return Route(OWNER_OF[rtype], rtype, "operation", id_, template, operation)
 
 
 @dataclass(frozen=True, slots=True)

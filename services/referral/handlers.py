@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from services.referral.domain import referral_patient
 from shared.events import CloudEvent, Handler
-from shared.fhir.inbound import apply_translated_event, index_patient_event
-from shared.fhir.projections import apply_to_projection
+from shared.fhir.inbound import apply_translated_event
+from shared.fhir.patient_events import patient_event_handler
 from shared.fhir.rest import FhirRest
 from shared.store import Transaction
 
@@ -17,10 +17,8 @@ from shared.store import Transaction
 PATIENTS = "patients"
 
 
-async def on_patient_event(event: CloudEvent, tx: Transaction) -> None:
-    await apply_to_projection(event, tx, projection=PATIENTS, resource_type="Patient", keep=referral_patient)
-    # The identifier index resolves the `Patient?identifier=...` references of HL7 messages.
-    await index_patient_event(event, tx)
+def on_patient_event(rest: FhirRest) -> Handler:
+    return patient_event_handler(rest, projection=PATIENTS, keep=referral_patient)
 
 
 def on_hl7_message(rest: FhirRest) -> Handler:

@@ -25,11 +25,14 @@ CAREPLAN: Final = "carebridge.careplan.v1"
 REFERRAL: Final = "carebridge.referral.v1"
 #: gateway: AuditEvent records.
 AUDIT: Final = "carebridge.audit.v1"
+#: intake: what screening found that others act on: risk (careplan adds a same-day safety
+#: activity) and social needs (referral suggests services).
+TRIAGE: Final = "carebridge.triage.v1"
 #: gateway: each accepted HL7 v2 message translated to FHIR, a transaction Bundle of conditional
 #: updates for intake, careplan and referral to apply (each takes the entries it owns).
 HL7_TRANSLATED: Final = "carebridge.hl7.v1"
 
-ALL_TOPICS: Final = (PATIENT, ENCOUNTER, CLINICAL, CAREPLAN, REFERRAL, AUDIT, HL7_TRANSLATED)
+ALL_TOPICS: Final = (PATIENT, ENCOUNTER, CLINICAL, CAREPLAN, REFERRAL, AUDIT, TRIAGE, HL7_TRANSLATED)
 
 #: Suffix of a topic's dead-letter topic: records a consumer could not process, with the error.
 DLQ_SUFFIX: Final = ".dlq"
@@ -67,6 +70,22 @@ TOPIC_BY_RESOURCE_TYPE: Final[dict[str, str]] = {
 }
 
 # --- event types -------------------------------------------------------------------------------
+#: On PATIENT, keyed by the source Patient: a Patient was merged into another (data: Parameters
+#: source-patient, target-patient; shared/fhir/patient_merge.py). Services re-point to the target.
+PATIENT_MERGED_EVENT: Final = "org.carebridge.patient.merged.v1"
+#: On PATIENT: a merge was undone; services move back what they re-pointed.
+PATIENT_UNMERGED_EVENT: Final = "org.carebridge.patient.unmerged.v1"
+#: On PATIENT: two records may be one person; a person decides (data: Parameters with the
+#: review id, both Patients, the score and its explanation).
+MATCH_REVIEW_EVENT: Final = "org.carebridge.patient.match-review.v1"
+#: On TRIAGE, keyed by the Patient: a screening result needs a same-day safety response (data:
+#: the Flag intake raised; services/intake/domain/triage.py has the rules).
+RISK_IDENTIFIED_EVENT: Final = "org.carebridge.triage.risk-identified.v1"
+#: On TRIAGE: social needs a screening found (data: Parameters with the Patient and the Gravity
+#: SDOH categories, each with the Observation that shows it).
+SDOH_NEEDS_EVENT: Final = "org.carebridge.triage.sdoh-needs.v1"
+#: On AUDIT: an AuditEvent a service recorded, for the gateway to keep (data: the AuditEvent).
+AUDIT_RECORDED_EVENT: Final = "org.carebridge.audit.recorded.v1"
 #: CloudEvents `type` of a translated HL7 v2 message (data: a transaction Bundle; subject:
 #: `hl7v2/<archive id>`; key: the patient's business identifier `system|value`).
 HL7_TRANSLATED_EVENT: Final = "org.carebridge.hl7v2.translated.v1"

@@ -32,15 +32,21 @@ from typing import Any, NoReturn
 from urllib.parse import parse_qsl
 
 import orjson
-from sqlalchemy import select
 
-from shared.errors import DependencyUnavailable, Gone, NotFound, PoisonMessage, PreconditionFailed
+from shared.errors import (
+    BusinessRuleViolation,
+    DependencyUnavailable,
+    Gone,
+    NotFound,
+    PoisonMessage,
+    PreconditionFailed,
+)
 from shared.events import CloudEvent, topics
-from shared.fhir.projections import version_of
+from shared.fhir.patient_merge import merge_patients, replaced_by, retired
+from shared.fhir.projections import read_projection, version_of
 from shared.fhir.rest import FhirRest
 from shared.fhir.rest.bundles import Entry, parse_entries, reference_holders
 from shared.fhir.rest.conditional import Criteria, parse_criteria
-from shared.fhir.search import MAX_COUNT
 from shared.fhir.search_params import SEARCH_PARAMETERS
 from shared.store import StoredResource, Transaction
 from shared.store.content import new_id
@@ -202,6 +208,10 @@ async def _plan(run: _Run, entry: Entry) -> None:
         raise PoisonMessage(f"Entry {entry.index}: the resource is not a {rtype}")
     criteria = _criteria_of(entry)
     found = await _lock_and_find(run, criteria)
+    hooks = run.rest.hooks.get(rtype)
+    if found is None and hooks is not None and criteria.key not in run.planned:
+        # Not known by identifier; maybe known as a person (intake's matching).
+        found = await hooks.existing_match(run.rest, run.tx, entry.resource)
     if found is not None and _is_conditional_create(entry):
         run.existing.add(criteria.key)
     run.planned.setdefault(criteria.key, found or new_id())
@@ -402,17 +412,6 @@ async def _survivor(tx: Transaction, patient: StoredResource) -> str:
     raise PoisonMessage("Patient.link replaced-by chain is cyclic or too long")
 
 
-def replaced_by(patient: dict[str, Any]) -> str | None:
-    """The id a Patient's `replaced-by` link points to, if any."""
-    for link in patient.get("link") or []:
-        if not isinstance(link, dict) or link.get("type") != "replaced-by":
-            continue
-        reference = (link.get("other") or {}).get("reference")
-        if isinstance(reference, str) and reference.startswith("Patient/"):
-            return reference[len("Patient/") :]
-    return None
-
-
 # --- Patients in careplan and referral: the identifier index -------------------------------------
 
 
@@ -472,20 +471,16 @@ def _patient_not_known_yet(run: _Run) -> NoReturn:
 
 
 async def _projection(run: _Run, name: str, key: str) -> str | None:
-    table = run.rest.store.tables.projections
-    query = select(table.c.data).where(table.c.name == name, table.c.key == key)
-    row = (await (await run.tx.sql_connection()).execute(query)).first()
-    return bytes(row.data).decode() if row is not None and row.data else None
+    found = await read_projection(run.rest.store, run.tx, name, key)
+    return found[1].decode() if found is not None and found[1] else None
 
 
 # --- Patient/$merge (intake) ------------------------------------------------------------------------
 
 
 async def _merge(run: _Run, parameters: Any) -> None:
-    """Merge the source Patient into the target, as FHIR's Patient $merge does (R5
-    patient-operation-merge.html; R4 patient.html#links): the source becomes inactive with a
-    `replaced-by` link, the target gains a `replaces` link, and what pointed at the source
-    points at the target. Applying it again changes nothing.
+    """Merge the source Patient into the target (shared/fhir/patient_merge.py). Applying it
+    again changes nothing.
 
     A source not known here is recorded as a merged-away placeholder (identifier, inactive,
     `replaced-by`): the source's own messages are keyed by its identifier, so they may travel
@@ -507,15 +502,17 @@ async def _merge(run: _Run, parameters: Any) -> None:
         source = await _merged_away_placeholder(run, source_criteria, source_identifier, target)
     else:
         source = source_ids[0]
-        await _rewrite(run, "Patient", source, lambda p: _retired(p, target))
-    await _rewrite(run, "Patient", target, lambda p: _with_link(p, source, "replaces"))
-    await _repoint(run, source, target)
+    try:
+        _record, written = await merge_patients(run.rest, run.tx, source, target, actor="hl7v2", origin="hl7")
+    except BusinessRuleViolation as exc:
+        raise PoisonMessage(f"Patient/$merge: {exc.diagnostics}") from None
+    run.applied.written.extend(written)
 
 
 async def _merged_away_placeholder(
     run: _Run, criteria: Criteria, identifier: dict[str, Any], target: str
 ) -> str:
-    body = _retired({"resourceType": "Patient", "identifier": [identifier]}, target)
+    body = retired({"resourceType": "Patient", "identifier": [identifier]}, target)
     written = await run.rest.create(run.tx, "Patient", body)
     await run.tx.set_conditional_key("Patient", criteria.key, written.stored.id)
     run.applied.written.append(f"Patient/{written.stored.id}")
@@ -540,39 +537,3 @@ def _identifier_criteria(identifier: dict[str, Any]) -> Criteria:
     system, value = _identifier_key(identifier) or ("", "")
     token = f"{system}|{value}" if system else value
     return parse_criteria("Patient", [("identifier", token.replace(",", "\\,"))])
-
-
-def _retired(patient: dict[str, Any], target: str) -> dict[str, Any]:
-    """Inactive, and `replaced-by` the target (any earlier replaced-by link is superseded)."""
-    others = [link for link in patient.get("link") or [] if link.get("type") != "replaced-by"]
-    link = {"other": {"reference": f"Patient/{target}"}, "type": "replaced-by"}
-    return {**patient, "active": False, "link": [*others, link]}
-
-
-def _with_link(patient: dict[str, Any], other: str, link_type: str) -> dict[str, Any]:
-    link = {"other": {"reference": f"Patient/{other}"}, "type": link_type}
-    links = patient.get("link") or []
-    return patient if link in links else {**patient, "link": [*links, link]}
-
-
-async def _repoint(run: _Run, source: str, target: str) -> None:
-    """Point every resource of this service's Patient compartment at the target instead."""
-    for rtype in run.rest.owned_types:
-        if rtype == "Patient" or rtype not in _PATIENT_COMPARTMENT:
-            continue
-        while True:
-            found = await _search(run, rtype, [("patient", f"Patient/{source}")], limit=MAX_COUNT)
-            before = len(run.applied.written)
-            for match in found:
-                await _rewrite(run, rtype, match.id, lambda r: _replace_reference(r, source, target))
-            if len(found) < MAX_COUNT or len(run.applied.written) == before:
-                break
-
-
-def _replace_reference(resource: dict[str, Any], source: str, target: str) -> dict[str, Any]:
-    changed = copy.deepcopy(resource)
-    old = f"Patient/{source}"
-    for holder in reference_holders(changed):
-        if holder["reference"] == old or holder["reference"].startswith(old + "/_history/"):
-            holder["reference"] = f"Patient/{target}"
-    return changed

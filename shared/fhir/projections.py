@@ -11,10 +11,11 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+from sqlalchemy import select
 
 from shared.errors import PoisonMessage
 from shared.events import CloudEvent, topics
-from shared.store import Transaction
+from shared.store import Store, Transaction
 
 
 def version_of(resource: dict[str, Any]) -> int:
@@ -46,3 +47,11 @@ async def apply_to_projection(
         raise PoisonMessage(f"{event.type} event carries no {resource_type} with an id")
     body = b"" if action == "deleted" else orjson.dumps(keep(data))
     return await tx.put_projection(projection, data["id"], version_of(data), body)
+
+
+async def read_projection(store: Store, tx: Transaction, name: str, key: str) -> tuple[int, bytes] | None:
+    """(version, data) of a projection row as `tx` sees it (rows it wrote included), or None."""
+    table = store.tables.projections
+    query = select(table.c.version, table.c.data).where(table.c.name == name, table.c.key == key)
+    row = (await (await tx.sql_connection()).execute(query)).first()
+    return None if row is None else (row.version, bytes(row.data))

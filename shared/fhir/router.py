@@ -33,7 +33,7 @@ def build_router(dispatcher: Dispatcher, max_body_bytes: int) -> APIRouter:
 
     @router.get("/{resource_type}/{id_}")
     async def read(resource_type: str, id_: str, request: Request) -> Response:
-        if id_.startswith("_"):  # [type]/_history, [type]/_search
+        if id_.startswith(("_", "$")):  # [type]/_history, [type]/_search, [type]/$operation
             return await dispatch(request, f"{resource_type}/{id_}")
         check_accept(request)
         return _read_response(request, await rest.read(resource_type, id_))

@@ -11,6 +11,7 @@ import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -120,6 +121,18 @@ async def events_on_topic(broker: Broker, topic: str, subject: str, expected: in
     return found
 
 
+async def outbox_drained(database_url: str) -> None:
+    store = await Store.open(database_url)
+    try:
+        await eventually(lambda: _is_zero(store.outbox_pending_count()))
+    finally:
+        await store.close()
+
+
+async def _is_zero(count: Any) -> bool:
+    return await count == 0
+
+
 async def careplan_applied_once(pair: Pair, patient_id: str) -> None:
     store = await Store.open(f"sqlite+aiosqlite:///{pair.tmp / 'careplan.db'}")
     try:
@@ -139,13 +152,19 @@ async def test_kill_between_commit_and_publish_delivers_the_event_after_restart(
     pair.env["INTAKE_DATABASE_URL"] = database_url
     # The relay is off, so the committed event waits in the outbox when the process is killed.
     intake = pair.start_intake(INTAKE_OUTBOX_RELAY_ENABLED="false")
+    # Intake loads its Questionnaires at start: their events wait in the outbox too.
+    store = await Store.open(pair.intake_database)
+    try:
+        at_start = await store.outbox_pending_count()
+    finally:
+        await store.close()
     patient_id = await create_patient(pair.intake_url)
     intake.kill()
     assert intake.popen.returncode == -signal.SIGKILL
 
     store = await Store.open(pair.intake_database)
     try:
-        assert await store.outbox_pending_count() == 1
+        assert await store.outbox_pending_count() == at_start + 1
     finally:
         await store.close()
 
@@ -158,6 +177,12 @@ async def test_kill_between_commit_and_publish_delivers_the_event_after_restart(
 async def test_crash_after_publish_before_marking_republishes_and_the_effect_happens_once(
     pair: Pair, broker: Broker
 ) -> None:
+    # Intake publishes its Questionnaires on first start; let that happen without the fault,
+    # so the one batch the fault interrupts is the Patient's.
+    first = pair.start_intake()
+    await outbox_drained(pair.intake_database)
+    first.kill()
+    wait_exit(first)
     # The relay SIGKILLs its own process after the broker acked and before marking the outbox.
     intake = pair.start_intake(INTAKE_FAULT_INJECTION="crash_after_publish")
     patient_id = await create_patient(pair.intake_url)

@@ -355,7 +355,7 @@ def patient_event(id_: str, identity: Identity, version: int = 1, **extra: Any) 
 
 async def project(store: Store, event: CloudEvent) -> None:
     async with store.transaction() as tx:
-        await on_patient_event(event, tx)
+        await on_patient_event(rest_of(store, "careplan"))(event, tx)
 
 
 def appointment(identity: Identity, who: Identity, clinician: Identity) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 - `FhirRest` (interactions.py): read, vread, create, update, patch, delete and their
   conditional forms over one service's store; every write emits its event in its transaction.
+  A service adds its own logic to a type's writes (`WriteHooks`) and serves `$operations`
+  (`Operation`, listed in shared/fhir/operations.py).
 - `Dispatcher` (dispatch.py): which interaction a `RestRequest` is, and running it; serves the
   HTTP routes (shared/fhir/router.py) and batch/transaction Bundle entries (bundles.py) alike.
 - headers.py (ETag, If-Match, Prefer, conditional read), patch.py (JSON Patch),
@@ -11,17 +13,30 @@
 from shared.fhir.rest.capability import capability_statement
 from shared.fhir.rest.dispatch import Dispatcher
 from shared.fhir.rest.headers import Prefer, parse_prefer
-from shared.fhir.rest.interactions import Deleted, FhirRest, StoreHolder, Written
+from shared.fhir.rest.interactions import (
+    Deleted,
+    FhirRest,
+    Operation,
+    OperationCall,
+    Proceed,
+    StoreHolder,
+    WriteHooks,
+    Written,
+)
 from shared.fhir.rest.messages import RestRequest, RestResponse
 
 __all__ = [
     "Deleted",
     "Dispatcher",
     "FhirRest",
+    "Operation",
+    "OperationCall",
     "Prefer",
+    "Proceed",
     "RestRequest",
     "RestResponse",
     "StoreHolder",
+    "WriteHooks",
     "Written",
     "capability_statement",
     "parse_prefer",

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from shared.fhir.operations import OPERATIONS
 from shared.fhir.rest.patch import JSON_PATCH_MEDIA_TYPE, MERGE_PATCH_MEDIA_TYPE
 from shared.fhir.search_params import SEARCH_PARAMETERS, SearchParam
 
@@ -42,8 +43,17 @@ def capability_statement(
     base_url: str,
     search_params: Mapping[str, Sequence[SearchParam]] = SEARCH_PARAMETERS,
     software_version: str = "0.1.0",
+    operations: Sequence[tuple[str, str]] = (),
 ) -> dict[str, Any]:
     resources = [_resource(t, search_params, owned_types) for t in owned_types]
+    for entry in resources:
+        served = [
+            {"name": op.name, "definition": op.definition, "documentation": op.documentation}
+            for op in OPERATIONS
+            if op.resource_type == entry["type"] and (op.resource_type, op.name) in operations
+        ]
+        if served:
+            entry["operation"] = served
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -65,8 +75,16 @@ def capability_statement(
     }
 
 
-def capability_bytes(service_name: str, owned_types: Sequence[str], *, base_url: str) -> bytes:
-    return orjson.dumps(capability_statement(service_name, owned_types, base_url=base_url))
+def capability_bytes(
+    service_name: str,
+    owned_types: Sequence[str],
+    *,
+    base_url: str,
+    operations: Sequence[tuple[str, str]] = (),
+) -> bytes:
+    return orjson.dumps(
+        capability_statement(service_name, owned_types, base_url=base_url, operations=operations)
+    )
 
 
 def _resource(

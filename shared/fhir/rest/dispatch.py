@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from shared.errors import InvalidInput, MethodNotAllowed, NotFound, UnsupportedMediaType
+from shared.fhir.operations import find_operation
 from shared.fhir.rest import history
 from shared.fhir.rest.bundles import process_bundle
 from shared.fhir.rest.capability import capability_bytes
 from shared.fhir.rest.headers import not_modified, parse_version_tag
-from shared.fhir.rest.interactions import FhirRest
+from shared.fhir.rest.interactions import FhirRest, OperationCall
 from shared.fhir.rest.messages import (
     FHIR_JSON_TYPES,
     RestRequest,
@@ -60,6 +59,10 @@ class Dispatcher:
         resource_type = self.rest.owned_type(parts[0])
         if len(parts) == 1:
             return await self._type_level(method, request, resource_type, tx)
+        if len(parts) == 2 and parts[1].startswith("$"):
+            return await self._operation(method, request, resource_type, parts[1], None, tx)
+        if len(parts) == 3 and parts[2].startswith("$"):
+            return await self._operation(method, request, resource_type, parts[2], parts[1], tx)
         if len(parts) == 2 and parts[1] == "_search":
             _only(method, request, "GET", "POST")
             return await self._search(request, resource_type, form=method == "POST", tx=tx)
@@ -80,7 +83,9 @@ class Dispatcher:
         cached = self._capabilities.get(base)
         if cached is None:
             service = self.rest.settings.service_name
-            cached = capability_bytes(service, self.rest.owned_types, base_url=base)
+            cached = capability_bytes(
+                service, self.rest.owned_types, base_url=base, operations=tuple(self.rest.operations)
+            )
             if len(self._capabilities) < 16:  # a handful of public bases at most
                 self._capabilities[base] = cached
         return cached
@@ -101,7 +106,7 @@ class Dispatcher:
                 # R4 has only the header; fhirpy's resource.create(**criteria) sends the criteria
                 # as the query of the POST. Either way the same conditional create.
                 if_none_exist = urlencode(query)
-            async with self._transaction(tx) as txn:
+            async with self.rest.transaction(tx) as txn:
                 written = await rest.create(
                     txn,
                     resource_type,
@@ -119,7 +124,7 @@ class Dispatcher:
                 f"or an id: /{resource_type}/[id]"
             )
         if_match = parse_version_tag(headers.get("if-match"))
-        async with self._transaction(tx) as txn:
+        async with self.rest.transaction(tx) as txn:
             if method == "DELETE":
                 return deleted_response(await rest.conditional_delete(txn, resource_type, criteria))
             if method == "PUT":
@@ -141,7 +146,7 @@ class Dispatcher:
         if method not in ("PUT", "PATCH", "DELETE"):
             raise MethodNotAllowed(f"{method} is not allowed on a resource instance ({resource_type}/{id_})")
         if_match = parse_version_tag(request.headers.get("if-match"))
-        async with self._transaction(tx) as txn:
+        async with self.rest.transaction(tx) as txn:
             if method == "DELETE":
                 return deleted_response(await rest.delete(txn, resource_type, id_, if_match=if_match))
             if method == "PUT":
@@ -151,6 +156,25 @@ class Dispatcher:
             else:
                 written = await rest.patch(txn, resource_type, id_, _patch_body(request), if_match=if_match)
         return written_response(written, request.prefer, request.base)
+
+    async def _operation(
+        self,
+        method: str,
+        request: RestRequest,
+        resource_type: str,
+        code: str,
+        id_: str | None,
+        tx: Transaction | None,
+    ) -> RestResponse:
+        """`[type]/$name` and `[type]/[id]/$name` (R4 operations.html), run by the code the
+        service registered; the table in shared/fhir/operations.py says which methods apply."""
+        definition = find_operation(resource_type, code, instance=id_ is not None)
+        run = self.rest.operations.get((resource_type, code[1:]))
+        if definition is None or run is None:
+            level = f"{resource_type}/[id]" if id_ is not None else resource_type
+            raise NotFound(f"Operation {code} is not supported on {level}")
+        _only(method, request, *definition.methods)
+        return await run(OperationCall(self.rest, request, id_, tx))
 
     # --- reads ----------------------------------------------------------------------------------
 
@@ -192,14 +216,6 @@ class Dispatcher:
             lenient=request.prefer.lenient,
         )
         return RestResponse(200, body)
-
-    @contextlib.asynccontextmanager
-    async def _transaction(self, tx: Transaction | None) -> AsyncIterator[Transaction]:
-        if tx is not None:
-            yield tx
-            return
-        async with self.rest.store.transaction() as own:
-            yield own
 
 
 def _only(method: str, request: RestRequest, *allowed: str) -> None:

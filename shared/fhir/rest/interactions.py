@@ -9,9 +9,10 @@ transaction (DESIGN.md, Store). Reads return the stored bytes untouched.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -24,6 +25,9 @@ from shared.fhir.validation import validate_resource
 from shared.settings import ServiceSettings
 from shared.store import Store, StoredResource, Transaction
 from shared.store.content import check_id, new_id
+
+if TYPE_CHECKING:
+    from shared.fhir.rest.messages import RestRequest, RestResponse
 
 
 class StoreHolder(Protocol):
@@ -51,23 +55,92 @@ class Deleted:
     message: str
 
 
+#: Stores a resource (the default create or update) and returns what was written.
+Proceed = Callable[[dict[str, Any]], Awaitable[Written]]
+
+
+class WriteHooks:
+    """A service's own logic around the writes of one resource type: intake matches every
+    Patient against the people it knows, and scores every QuestionnaireResponse. The hook runs
+    after the resource is validated, inside the write's transaction, and calls `proceed` to
+    store it (or does something else instead, such as updating the record it matched)."""
+
+    async def create(
+        self,
+        rest: FhirRest,
+        tx: Transaction,
+        resource: dict[str, Any],
+        proceed: Proceed,
+        *,
+        id_promised: bool,
+    ) -> Written:
+        """`id_promised`: the caller already handed out the new id (a transaction's urn:uuid
+        fullUrl, an HL7 message's plan), so the resource must be created under it."""
+        return await proceed(resource)
+
+    async def existing_match(self, rest: FhirRest, tx: Transaction, resource: dict[str, Any]) -> str | None:
+        """The id of a stored resource that `resource` is, by the service's own rules (intake:
+        the same person), for callers that must decide ids before writing (HL7 messages)."""
+        return None
+
+    async def update(
+        self, rest: FhirRest, tx: Transaction, resource: dict[str, Any], proceed: Proceed
+    ) -> Written:
+        return await proceed(resource)
+
+
+@dataclass(frozen=True, slots=True)
+class OperationCall:
+    """One invocation of a FHIR operation (http://hl7.org/fhir/R4/operations.html)."""
+
+    rest: FhirRest
+    request: RestRequest
+    #: The instance for `[type]/[id]/$name`, None at type level.
+    id: str | None
+    #: The enclosing transaction when the call is an entry of a transaction Bundle.
+    tx: Transaction | None
+
+
+#: Runs an operation; registered by the service that owns the type (shared/fhir/operations.py).
+Operation = Callable[[OperationCall], Awaitable["RestResponse"]]
+
+
 class FhirRest:
     """One service's FHIR interactions over its store.
 
     It reaches the store through its holder because the store opens in the app's lifespan,
-    after the routes are built.
+    after the routes are built. `hooks` adds a service's logic to the writes of a type, and
+    `operations` runs the `$operations` it serves, keyed by (type, name without `$`).
     """
 
-    def __init__(self, holder: StoreHolder, owned_types: Iterable[str]) -> None:
+    def __init__(
+        self,
+        holder: StoreHolder,
+        owned_types: Iterable[str],
+        *,
+        hooks: Mapping[str, WriteHooks] | None = None,
+        operations: Mapping[tuple[str, str], Operation] | None = None,
+    ) -> None:
         self._holder = holder
         self.settings = holder.settings
         self.owned_types = tuple(owned_types)
         self._owned = frozenset(self.owned_types)
         self.searcher = Searcher(self.owned_types)
+        self.hooks = dict(hooks or {})
+        self.operations = dict(operations or {})
 
     @property
     def store(self) -> Store:
         return self._holder.store
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, tx: Transaction | None = None) -> AsyncIterator[Transaction]:
+        """`tx` when the caller has one (an entry of a transaction Bundle), else a new one."""
+        if tx is not None:
+            yield tx
+            return
+        async with self.store.transaction() as own:
+            yield own
 
     def owned_type(self, resource_type: str) -> str:
         if resource_type not in self._owned:
@@ -111,12 +184,22 @@ class FhirRest:
             existing = await self.lock_and_match(tx, criteria, "create")
             if existing is not None:
                 return Written(existing, 200, f"{_label(existing)} already matches the criteria; not created")
-        body = {k: v for k, v in resource.items() if k != "id"}
-        stored = await tx.create(body, id=assigned_id or new_id())
+
+        async def insert(body: dict[str, Any]) -> Written:
+            body = {k: v for k, v in body.items() if k != "id"}
+            stored = await tx.create(body, id=assigned_id or new_id())
+            await enqueue_resource_event(tx, self.settings, stored, "created", body)
+            return Written(stored, 201, f"Created {_label(stored)}")
+
+        hooks = self.hooks.get(resource_type)
+        written = await (
+            hooks.create(self, tx, resource, insert, id_promised=assigned_id is not None)
+            if hooks
+            else insert(resource)
+        )
         if criteria is not None:
-            await tx.set_conditional_key(resource_type, criteria.key, stored.id)
-        await enqueue_resource_event(tx, self.settings, stored, "created", resource)
-        return Written(stored, 201, f"Created {_label(stored)}")
+            await tx.set_conditional_key(resource_type, criteria.key, written.stored.id)
+        return written
 
     async def update(
         self,
@@ -141,11 +224,20 @@ class FhirRest:
             raise InvalidInput(
                 f"The id in the body ({body_id!r}) is not the id in the URL ({id_!r})", expression=["id"]
             )
-        stored, created = await tx.update(resource, if_match=if_match)
-        await enqueue_resource_event(tx, self.settings, stored, "created" if created else "updated", resource)
-        if created:
-            return Written(stored, 201, f"Created {_label(stored)}")
-        return Written(stored, 200, f"Updated {_label(stored)}")
+        return await self._replace(tx, resource, if_match=if_match)
+
+    async def _replace(self, tx: Transaction, resource: dict[str, Any], *, if_match: int | None) -> Written:
+        """Store a new version (or the first) of a validated resource, through its type's hooks."""
+
+        async def store(body: dict[str, Any]) -> Written:
+            stored, created = await tx.update(body, if_match=if_match)
+            await enqueue_resource_event(tx, self.settings, stored, "created" if created else "updated", body)
+            if created:
+                return Written(stored, 201, f"Created {_label(stored)}")
+            return Written(stored, 200, f"Updated {_label(stored)}")
+
+        hooks = self.hooks.get(resource["resourceType"])
+        return await (hooks.update(self, tx, resource, store) if hooks else store(resource))
 
     async def conditional_update(
         self,
@@ -209,9 +301,8 @@ class FhirRest:
                 expression=exc.expression,
                 issue_code="processing",
             ) from None
-        stored, _created = await tx.update(patched, if_match=current.version_id)
-        await enqueue_resource_event(tx, self.settings, stored, "updated", patched)
-        return Written(stored, 200, f"Patched {_label(stored)}")
+        written = await self._replace(tx, patched, if_match=current.version_id)
+        return Written(written.stored, 200, f"Patched {_label(written.stored)}")
 
     async def conditional_patch(
         self,

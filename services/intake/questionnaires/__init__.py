@@ -1,0 +1,1 @@
+"""Our shipped FHIR Questionnaires, generated from the instrument table by build.py."""
