@@ -24,16 +24,19 @@ from shared.store import Store
 from tests.conftest import unique
 from tests.e2e.processes import service_env, spawn_service, wait_ready
 from tests.integration.stack import eventually
+from tests.synthetic import synthetic_person
 
 MESSAGES = 240
 KILL_AFTER = 80
 
 
 def a04(run: str, n: int) -> bytes:
+    # Each message its own person (240 patients), all findable by the family prefix K{run}.
+    someone = synthetic_person(f"{run}-{n}")
     return (
         f"MSH|^~\\&|EPIC|KILL HOSP|CB|CB|20261101083000||ADT^A04^ADT_A01|{run}-{n}|P|2.5.1\r"
         f"EVN|A04|20261101083000\r"
-        f"PID|1||{run}-MRN-{n}^^^KILLMRN^MR||K{run}^PERSON||19900101|U\r"
+        f"PID|1||{run}-MRN-{n}^^^KILLMRN^MR||K{run}{someone.family}^{someone.given}||{someone.hl7_birth_date}|U\r"
         f"PV1|1|O|CLINIC||||||||||||||||{run}-V-{n}^^^KILLVISIT^VN\r"
     ).encode()
 

@@ -13,18 +13,31 @@ import orjson
 from sqlalchemy import select
 
 from tests.integration.stack import Stack
+from tests.synthetic import letters_tag
 
 FHIR = {"Content-Type": "application/fhir+json"}
 PATCH = {"Content-Type": "application/json-patch+json"}
 
 
-def patient(mrn: str | None = None, family: str = "Restful", **extra: Any) -> dict[str, Any]:
+def patient(mrn: str | None = None, family: str | None = None, **extra: Any) -> dict[str, Any]:
+    """A synthetic person of their own: a unique MRN and a unique family name, so identity
+    matching keeps each test's patients apart."""
     mrn = mrn or uuid.uuid4().hex[:12]
     return {
         "resourceType": "Patient",
         "identifier": [{"system": "urn:test:mrn", "value": mrn}],
-        "name": [{"family": family, "given": ["Ada"]}],
+        "name": [{"family": family or f"Restful{letters_tag()}", "given": ["Ada"]}],
         **extra,
+    }
+
+
+def practitioner(npi: str, family: str = "Restful") -> dict[str, Any]:
+    """The conditional interactions are generic; they are shown on Practitioner because a Patient
+    write goes through identity matching (two Patients with one MRN are one person)."""
+    return {
+        "resourceType": "Practitioner",
+        "identifier": [{"system": "urn:test:npi", "value": npi}],
+        "name": [{"family": family, "given": ["Ada"]}],
     }
 
 
@@ -216,14 +229,16 @@ async def test_patch_whose_result_is_invalid_or_whose_test_fails_is_422(stack: S
 async def test_conditional_create_creates_once_then_returns_the_match_and_412_on_several(
     stack: Stack,
 ) -> None:
-    mrn = uuid.uuid4().hex[:10]
-    criteria = f"identifier=urn:test:mrn|{mrn}"
+    npi = uuid.uuid4().hex[:10]
+    criteria = f"identifier=urn:test:npi|{npi}"
     async with stack.client() as http:
-        first = await create(http, patient(mrn), **{"If-None-Exist": criteria})
-        second = await create(http, patient(mrn), **{"If-None-Exist": criteria})
-        await create(http, patient(mrn))  # a plain create makes a second match
+        first = await create(http, practitioner(npi), **{"If-None-Exist": criteria})
+        second = await create(http, practitioner(npi), **{"If-None-Exist": criteria})
+        await create(http, practitioner(npi))  # a plain create makes a second match
         third = await http.post(
-            "/fhir/Patient", content=orjson.dumps(patient(mrn)), headers={**FHIR, "If-None-Exist": criteria}
+            "/fhir/Practitioner",
+            content=orjson.dumps(practitioner(npi)),
+            headers={**FHIR, "If-None-Exist": criteria},
         )
     assert first.status_code == 201 and second.status_code == 200
     assert second.json()["id"] == first.json()["id"]
@@ -249,13 +264,13 @@ async def test_twenty_concurrent_conditional_creates_through_the_gateway_make_on
 
 
 async def test_conditional_update_creates_updates_and_refuses_ambiguity(stack: Stack) -> None:
-    mrn = uuid.uuid4().hex[:10]
-    url = f"/fhir/Patient?identifier=urn:test:mrn|{mrn}"
+    npi = uuid.uuid4().hex[:10]
+    url = f"/fhir/Practitioner?identifier=urn:test:npi|{npi}"
     async with stack.client() as http:
-        created = await http.put(url, content=orjson.dumps(patient(mrn, family="One")), headers=FHIR)
-        updated = await http.put(url, content=orjson.dumps(patient(mrn, family="Two")), headers=FHIR)
-        await create(http, patient(mrn))
-        ambiguous = await http.put(url, content=orjson.dumps(patient(mrn)), headers=FHIR)
+        created = await http.put(url, content=orjson.dumps(practitioner(npi, family="One")), headers=FHIR)
+        updated = await http.put(url, content=orjson.dumps(practitioner(npi, family="Two")), headers=FHIR)
+        await create(http, practitioner(npi))
+        ambiguous = await http.put(url, content=orjson.dumps(practitioner(npi)), headers=FHIR)
     assert created.status_code == 201, created.text
     assert updated.status_code == 200 and updated.json()["id"] == created.json()["id"]
     assert updated.json()["meta"]["versionId"] == "2"
@@ -263,15 +278,15 @@ async def test_conditional_update_creates_updates_and_refuses_ambiguity(stack: S
 
 
 async def test_conditional_delete_removes_the_single_match_and_refuses_several(stack: Stack) -> None:
-    mrn = uuid.uuid4().hex[:10]
-    url = f"/fhir/Patient?identifier=urn:test:mrn|{mrn}"
+    npi = uuid.uuid4().hex[:10]
+    url = f"/fhir/Practitioner?identifier=urn:test:npi|{npi}"
     async with stack.client() as http:
-        pid = (await create(http, patient(mrn))).json()["id"]
+        pid = (await create(http, practitioner(npi))).json()["id"]
         deleted = await http.delete(url)
-        gone = await http.get(f"/fhir/Patient/{pid}")
+        gone = await http.get(f"/fhir/Practitioner/{pid}")
         nothing = await http.delete(url)
-        await create(http, patient(mrn))
-        await create(http, patient(mrn))
+        await create(http, practitioner(npi))
+        await create(http, practitioner(npi))
         several = await http.delete(url)
     assert deleted.status_code == 200 and gone.status_code == 410
     assert nothing.status_code == 204

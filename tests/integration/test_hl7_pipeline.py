@@ -21,8 +21,16 @@ from services.gateway.hl7 import pipeline as hl7_pipeline
 from services.gateway.mllp_server import MLLPServer
 from shared.mllp import frame, send_messages
 from tests.integration.stack import Stack, eventually
+from tests.synthetic import synthetic_person
 
 HOSPITAL = "NORTH HOSP"
+
+
+def person(mrn: str) -> str:
+    """PID-5 to PID-7 of the made-up person behind this MRN: each MRN its own person, so identity
+    matching keeps the tests' patients apart (an A40 merges two records a hospital registered)."""
+    someone = synthetic_person(mrn)
+    return f"{someone.hl7_name}^J||{someone.hl7_birth_date}"
 
 
 def adt(trigger: str, control_id: str, mrn: str, visit: str, *, pv1_tail: str = "", extra: str = "") -> bytes:
@@ -30,7 +38,7 @@ def adt(trigger: str, control_id: str, mrn: str, visit: str, *, pv1_tail: str = 
     segments = [
         f"MSH|^~\\&|EPIC|{HOSPITAL}|CAREBRIDGE|CAREBRIDGE|20261101083000||ADT^{trigger}^{structure}|{control_id}|P|2.5.1",
         f"EVN|{trigger}|20261101083000",
-        f"PID|1||{mrn}^^^NORTHMRN^MR||EVERYPERSON^ALEX^J||19800102|F|||12 MAIN ST^^SPRINGFIELD^IL^62701",
+        f"PID|1||{mrn}^^^NORTHMRN^MR||{person(mrn)}|F|||12 MAIN ST^^SPRINGFIELD^IL^62701",
         f"PV1|1|I|PSY^201^A^{HOSPITAL}||||1234^CARE^CASEY^^^DR||||||||||||{visit}^^^NORTHVISIT^VN|||||||||||||||||{pv1_tail}",
     ]
     if extra:
@@ -96,7 +104,9 @@ async def test_psychiatric_stay_a01_then_a03_leaves_one_finished_encounter(stack
         assert disposition["code"] == "01"
         [patient] = await search(http, f"Patient?identifier={mrn}")
         assert encounter["subject"]["reference"] == f"Patient/{patient['id']}"
-        assert patient["name"][0]["family"] == "EVERYPERSON" and patient["birthDate"] == "1980-01-02"
+        someone = synthetic_person(mrn)
+        assert patient["name"][0]["family"] == someone.family.upper()
+        assert patient["birthDate"] == someone.birth_date.isoformat()
         conditions = await eventually(lambda: search(http, f"Condition?subject=Patient/{patient['id']}"))
         assert conditions[0]["code"]["coding"][0]["code"] == "F32.2"
 
@@ -125,7 +135,7 @@ async def test_a40_merges_two_patients(stack: Stack, ids: Any) -> None:
     merge = (
         f"MSH|^~\\&|EPIC|{HOSPITAL}|CB|CB|20261101090000||ADT^A40^ADT_A39|{ids('msg')}|P|2.5.1\r"
         f"EVN|A40|20261101090000\r"
-        f"PID|1||{survivor}^^^NORTHMRN^MR||EVERYPERSON^ALEX^J||19800102|F\r"
+        f"PID|1||{survivor}^^^NORTHMRN^MR||{person(survivor)}|F\r"
         f"MRG|{duplicate}^^^NORTHMRN^MR\r"
     ).encode()
     acks = await asyncio.to_thread(
@@ -314,7 +324,7 @@ async def test_a_result_after_discharge_does_not_reopen_the_stay(stack: Stack, i
     mrn, visit = ids("mrn"), ids("visit")
     oru = (
         f"MSH|^~\\&|LAB|{HOSPITAL}|CB|CB|20261109090000||ORU^R01^ORU_R01|{ids('msg')}|P|2.5.1\r"
-        f"PID|1||{mrn}^^^NORTHMRN^MR||EVERYPERSON^ALEX^J||19800102|F\r"
+        f"PID|1||{mrn}^^^NORTHMRN^MR||{person(mrn)}|F\r"
         f"PV1|1|I|PSY^201^A||||||||||||||||{visit}^^^NORTHVISIT^VN\r"
         f"OBR|1|{ids('ord')}^LAB|{ids('fil')}^LAB|2345-7^Glucose^LN|||20261109080000\r"
         "OBX|1|NM|2345-7^Glucose^LN||95|mg/dL^mg/dL^UCUM|70-99|N|||F|||20261109080000\r"

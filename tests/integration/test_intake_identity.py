@@ -5,20 +5,13 @@ same person is the first one; a possible duplicate is kept apart and listed for 
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import httpx
 import orjson
 
 from tests.integration.stack import Stack, eventually
-
-
-def letters_tag() -> str:
-    """A unique tag of letters only: matching folds names to letters, so digits would not
-    keep two synthetic people apart."""
-    return uuid.uuid4().hex[:10].translate(str.maketrans("0123456789", "ghijklmnop"))
-
+from tests.synthetic import letters_tag
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
 

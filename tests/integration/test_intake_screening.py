@@ -16,14 +16,8 @@ from services.intake.domain.instruments import GAD7, PHQ9
 from services.intake.domain.observations import observation_id
 from tests.corpus import CORPUS
 from tests.integration.stack import Stack, eventually
+from tests.synthetic import letters_tag
 from tests.unit.intake.screening_answers import scored_answers
-
-
-def letters_tag() -> str:
-    """A unique tag of letters only: matching folds names to letters, so digits would not
-    keep two synthetic people apart."""
-    return uuid.uuid4().hex[:10].translate(str.maketrans("0123456789", "ghijklmnop"))
-
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
 

@@ -9,14 +9,21 @@ import orjson
 
 from services.careplan.handlers import PATIENTS
 from tests.integration.stack import Stack, eventually
+from tests.synthetic import letters_tag
 
-PATIENT: dict[str, Any] = {
-    "resourceType": "Patient",
-    "identifier": [{"system": "urn:oid:2.16.840.1.113883.19.5.99", "value": "MRN-WALK-1"}],
-    "name": [{"family": "Testwalker", "given": ["Sam"]}],
-    "gender": "other",
-    "birthDate": "1990-04-05",
-}
+MRN_SYSTEM = "urn:oid:2.16.840.1.113883.19.5.99"
+
+
+def walker() -> dict[str, Any]:
+    """A person of this test alone (a new MRN and name), so identity matching creates them."""
+    tag = letters_tag()
+    return {
+        "resourceType": "Patient",
+        "identifier": [{"system": MRN_SYSTEM, "value": f"MRN-WALK-{tag}"}],
+        "name": [{"family": f"Testwalker{tag}", "given": ["Sam"]}],
+        "gender": "other",
+        "birthDate": "1990-04-05",
+    }
 
 
 async def test_gateway_is_ready_only_with_every_service_ready_and_reports_each(stack: Stack) -> None:
@@ -32,9 +39,10 @@ async def test_gateway_is_ready_only_with_every_service_ready_and_reports_each(s
 async def test_patient_posted_at_the_gateway_is_readable_and_reaches_careplan_and_referral(
     stack: Stack, span_exporter: Any
 ) -> None:
+    walking = walker()
     async with stack.client() as http:
         created = await http.post(
-            "/fhir/Patient", content=orjson.dumps(PATIENT), headers={"Content-Type": "application/fhir+json"}
+            "/fhir/Patient", content=orjson.dumps(walking), headers={"Content-Type": "application/fhir+json"}
         )
         assert created.status_code == 201, created.text
         patient = created.json()
@@ -48,7 +56,7 @@ async def test_patient_posted_at_the_gateway_is_readable_and_reaches_careplan_an
         assert read.json()["meta"]["versionId"] == "1"
 
         found = await http.get(
-            "/fhir/Patient", params={"identifier": "urn:oid:2.16.840.1.113883.19.5.99|MRN-WALK-1"}
+            "/fhir/Patient", params={"identifier": f"{MRN_SYSTEM}|{walking['identifier'][0]['value']}"}
         )
         bundle = found.json()
         assert bundle["resourceType"] == "Bundle" and bundle["type"] == "searchset"
@@ -59,7 +67,7 @@ async def test_patient_posted_at_the_gateway_is_readable_and_reaches_careplan_an
         store = service.runtime.store
         kept = await eventually(lambda store=store: store.get_projection(PATIENTS, pid))
         assert kept.version == 1 and kept.change_count == 1
-        assert orjson.loads(kept.data)["name"] == PATIENT["name"]
+        assert orjson.loads(kept.data)["name"] == walking["name"]
     # careplan keeps what a caseload needs; referral also keeps contact details.
     careplan_copy = orjson.loads((await stack.careplan.runtime.store.get_projection(PATIENTS, pid)).data)
     assert "telecom" not in careplan_copy
@@ -71,8 +79,9 @@ async def test_one_trace_links_the_http_request_to_the_consumer_spans(
     span_exporter.clear()
     async with stack.client() as http:
         created = await http.post(
-            "/fhir/Patient", content=orjson.dumps(PATIENT), headers={"Content-Type": "application/fhir+json"}
+            "/fhir/Patient", content=orjson.dumps(walker()), headers={"Content-Type": "application/fhir+json"}
         )
+    assert created.status_code == 201, created.text
     pid = created.json()["id"]
     for service in (stack.careplan, stack.referral):
         await eventually(lambda s=service: s.runtime.store.get_projection(PATIENTS, pid))
