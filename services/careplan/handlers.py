@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import orjson
 
-from services.careplan.domain import (
+from services.careplan.domain.plans import (
     CASE_MANAGEMENT_CATEGORY,
     caseload_patient,
     has_activity_for,

@@ -84,6 +84,13 @@ RISK_IDENTIFIED_EVENT: Final = "org.carebridge.triage.risk-identified.v1"
 #: On TRIAGE: social needs a screening found (data: Parameters with the Patient and the Gravity
 #: SDOH categories, each with the Observation that shows it).
 SDOH_NEEDS_EVENT: Final = "org.carebridge.triage.sdoh-needs.v1"
+#: On CAREPLAN, keyed by the Patient: a plan activity (a post-discharge follow-up, a safety
+#: activity) is past its due date and not done (data: Parameters with the CarePlan, the activity,
+#: its due date, priority and the practitioner responsible).
+FOLLOW_UP_OVERDUE_EVENT: Final = "org.carebridge.careplan.follow-up-overdue.v1"
+#: On CAREPLAN, keyed by the Patient: no case manager could take the patient without going over
+#: a caseload limit (data: Parameters with the Patient and the programs that are full).
+PROGRAM_FULL_EVENT: Final = "org.carebridge.careplan.program-full.v1"
 #: On AUDIT: an AuditEvent a service recorded, for the gateway to keep (data: the AuditEvent).
 AUDIT_RECORDED_EVENT: Final = "org.carebridge.audit.recorded.v1"
 #: CloudEvents `type` of a translated HL7 v2 message (data: a transaction Bundle; subject:

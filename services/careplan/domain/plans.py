@@ -9,7 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
-_KEPT = ("id", "identifier", "name", "birthDate", "gender", "active", "link")
+_KEPT = (
+    "id",
+    "identifier",
+    "name",
+    "birthDate",
+    "gender",
+    "active",
+    "link",
+    "deceasedBoolean",
+    "deceasedDateTime",
+)
 
 
 def caseload_patient(patient: dict[str, Any]) -> dict[str, Any]:
