@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +55,8 @@ class ServiceRuntime:
     extra_migrations: Sequence[Migration] = ()
     #: Run once the store is open, before the bus connects (e.g. loading shipped definitions).
     on_start: Sequence[Callable[[ServiceRuntime], Awaitable[None]]] = ()
+    #: Long-running loops (e.g. a scheduler) started once the store is open and cancelled at stop.
+    background: Sequence[Callable[[ServiceRuntime], Coroutine[Any, Any, None]]] = ()
 
     store: Store = field(init=False)
     redis: aioredis.Redis = field(init=False)
@@ -80,6 +82,11 @@ class ServiceRuntime:
         stack.push_async_callback(self.redis.aclose)
         for step in self.on_start:
             await step(self)
+        for loop in self.background:
+            task = asyncio.create_task(
+                loop(self), name=f"{s.service_name}-{getattr(loop, '__name__', 'loop')}"
+            )
+            stack.push_async_callback(_cancel, task)
         self._bus_task = asyncio.create_task(self._connect_bus(), name=f"{s.service_name}-bus")
         stack.push_async_callback(self._disconnect_bus)
         # Start-up objects (models, settings, modules) live for the whole process: moving them
@@ -159,6 +166,12 @@ class ServiceRuntime:
         except Exception as exc:  # readiness reports; it never raises
             return f"unavailable: {type(exc).__name__}"
         return "ok"
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def add_health_routes(app: FastAPI, runtime: ServiceRuntime) -> None:

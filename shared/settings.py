@@ -107,12 +107,12 @@ class CareplanSettings(ServiceSettings):
     # Caseload limits per case-management model (clients per case manager). ACT 1:10 (DACTS H1,
     # SAMHSA ACT toolkit) and ICM 1:20 (Cochrane CD007906) are sourced; clinical and brokerage
     # are typical figures [K] (DOMAIN.md §4). A program may set its own limit.
-    caseload_limit_act: int = Field(10, ge=1)
-    caseload_limit_icm: int = Field(20, ge=1)
-    caseload_limit_clinical: int = Field(30, ge=1)
-    caseload_limit_brokerage: int = Field(50, ge=1)
+    caseload_limit_act: int = Field(default=10, ge=1)
+    caseload_limit_icm: int = Field(default=20, ge=1)
+    caseload_limit_clinical: int = Field(default=30, ge=1)
+    caseload_limit_brokerage: int = Field(default=50, ge=1)
     #: How often the follow-up scheduler looks for overdue plan activities.
-    follow_up_scan_seconds: float = Field(60.0, gt=0)
+    follow_up_scan_seconds: float = Field(default=60.0, gt=0)
 
 
 class ReferralSettings(ServiceSettings):

@@ -19,7 +19,7 @@ from services.gateway.hl7 import batch as hl7_batch
 from services.gateway.hl7.pipeline import Hl7Pipeline
 from services.gateway.proxy import ServiceClients
 from shared.auth import TokenVerifier
-from shared.errors import InvalidInput, NotFound, UnsupportedMediaType
+from shared.errors import Forbidden, InvalidInput, NotFound, UnsupportedMediaType
 from shared.http import json_response, read_body
 from shared.service import ServiceRuntime
 from shared.settings import GatewaySettings
@@ -125,6 +125,22 @@ def build_router(state: GatewayState, settings: GatewaySettings) -> APIRouter:
                 "acks": [a.decode("utf-8", "replace") for a in received.acks],
             }
         )
+
+    @router.get("/worklist")
+    async def worklist(request: Request) -> Response:
+        """A case manager's worklist, served by careplan: `?practitioner=<id>`. It spans many
+        patients, so a patient- or clinic-restricted token cannot have it."""
+        principal = await state.verifier.verify_async(request.headers.get("authorization"))
+        principal.require("CarePlan", "search")
+        if (
+            principal.patient
+            or principal.organization
+            or any(s.context == "patient" for s in principal.scopes)
+        ):
+            raise Forbidden("The worklist is only available to user/ and system/ scopes")
+        target = "/worklist" + (f"?{request.url.query}" if request.url.query else "")
+        answer = await state.clients.get_json("careplan", target, state.facade.public_base_url or "")
+        return json_response(answer.body, answer.status)
 
     @router.get("/readyz", include_in_schema=False)
     async def readyz() -> Any:

@@ -83,6 +83,17 @@ OPERATIONS: Final[tuple[OperationDefinition, ...]] = (
         _CAREBRIDGE + "Patient-resolve-match-review",
         "Decide a possible duplicate: merge the two records, or keep them apart for good.",
     ),
+    OperationDefinition(
+        "Measure",
+        "evaluate-measure",
+        True,
+        ("GET", "POST"),
+        "read",
+        "http://hl7.org/fhir/OperationDefinition/Measure-evaluate-measure",
+        "A MeasureReport for the period (periodStart, periodEnd; reportType summary or "
+        "subject-list): HEDIS FUH (Measure/fuh) and FUM (Measure/fum) over the encounters "
+        "careplan holds (R4 measure-operation-evaluate-measure.html).",
+    ),
 )
 
 OPERATION_BY_KEY: Final[dict[tuple[str, str, bool], OperationDefinition]] = {

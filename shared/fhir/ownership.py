@@ -22,7 +22,9 @@ OWNED_TYPES: Final[dict[str, tuple[str, ...]]] = {
         "Flag",
         "Consent",
     ),
-    "careplan": ("CarePlan", "Goal", "CareTeam", "Appointment"),
+    # Measure and MeasureReport are not in DESIGN.md's table: the quality measures careplan
+    # computes (issue 6, FUH/FUM) need an owner to route Measure/[id]/$evaluate-measure to.
+    "careplan": ("CarePlan", "Goal", "CareTeam", "Appointment", "Measure", "MeasureReport"),
     "referral": (
         "ServiceRequest",
         "Task",

@@ -7,10 +7,10 @@ Sources (DOMAIN.md §2.1, §2.2):
   IOP/PHP, community mental health centre, telehealth, telephone, observation, and others. The
   NCQA value sets ("Mental Illness", "Intentional Self-Harm", "Inpatient Stay", ...) are licensed;
   the code ranges below are the ICD-10-CM chapters and categories they are drawn from, which is
-  the rule issue 6 states (F01–F99 and the intentional self-harm codes).
+  the rule issue 6 states (F01-F99 and the intentional self-harm codes).
 - ICD-10-CM Tabular List (CMS/NCHS, FY2025): chapter 5 "Mental, Behavioral and
-  Neurodevelopmental disorders" is F01–F99; "Intentional self-harm" is X71–X83 in chapter 20;
-  T14.91 is "Suicide attempt"; in the poisoning categories T36–T65 a 5th or 6th character 2
+  Neurodevelopmental disorders" is F01-F99; "Intentional self-harm" is X71-X83 in chapter 20;
+  T14.91 is "Suicide attempt"; in the poisoning categories T36-T65 a 5th or 6th character 2
   means "intentional self-harm" (e.g. T39.012A, T42.4X2A).
 - Encounter.class codes are HL7 v3 ActCode (R4 valueset-v3-ActEncounterCode): IMP inpatient,
   ACUTE inpatient acute, NONAC inpatient non-acute, EMER emergency, AMB ambulatory, VR virtual,
@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 ICD10CM: Final = "http://hl7.org/fhir/sid/icd-10-cm"
-#: ICD-10 (WHO) codes are accepted too: F01–F99 and X71–X83 mean the same there.
+#: ICD-10 (WHO) codes are accepted too: F01-F99 and X71-X83 mean the same there.
 ICD10: Final = "http://hl7.org/fhir/sid/icd-10"
 ICD10_SYSTEMS: Final = frozenset({ICD10CM, ICD10, "urn:oid:2.16.840.1.113883.6.90", "I10", "ICD10"})
 V3_ACT_CODE: Final = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
@@ -58,12 +58,12 @@ def _normal(code: str) -> str:
 
 
 def is_mental_illness(code: str) -> bool:
-    """ICD-10-CM chapter 5, F01–F99."""
+    """ICD-10-CM chapter 5, F01-F99."""
     return bool(_F_CHAPTER.match(_normal(code)))
 
 
 def is_intentional_self_harm(code: str) -> bool:
-    """X71–X83, T14.91 (suicide attempt), and T36–T65 poisonings whose intent character is 2."""
+    """X71-X83, T14.91 (suicide attempt), and T36-T65 poisonings whose intent character is 2."""
     normal = _normal(code)
     return bool(
         _SELF_HARM_X.match(normal) or normal.startswith("T14.91") or _SELF_HARM_POISONING.match(normal)
