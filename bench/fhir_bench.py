@@ -256,9 +256,11 @@ def at_rate(
 
 
 def create_requests(
-    endpoint: Endpoint, rng: random.Random, run_tag: str, variety: int = 200
+    endpoint: Endpoint, rng: random.Random, run_tag: str, variety: int = 20_000
 ) -> tuple[bytes, ...]:
-    """POST /fhir/Patient requests; the load generator makes each identifier unique."""
+    """POST /fhir/Patient requests; the load generator makes each identifier unique. Intake
+    matches every Patient, so a request reused with another identifier would be the same person
+    again (an update of an ever larger record): `variety` distinct people, more than a run sends."""
     marker = SEQ_MARKER.decode()
     return tuple(
         endpoint.post("/fhir/Patient", synthetic_patient(rng, f"BENCH-{run_tag}-{marker}"))

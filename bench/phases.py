@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bench import fhir_bench, hl7_bench
+from bench import discharge_bench, fhir_bench, hl7_bench
 from bench.fhir_bench import Endpoint, good_rps
 from bench.loadgen import LoadResult, LoadRunner
 from bench.report import Baseline, Metric
@@ -354,3 +354,42 @@ def search_phase(b: Bench, read_baseline: LoadResult) -> None:
             )
         )
     b.log(f"search ({query}): p50 {result.p50_ms or 0:.2f} ms, p99 {result.p99_ms or 0:.2f} ms")
+
+
+def discharge_phase(b: Bench, rates: tuple[float, ...] = (100.0, 10.0)) -> None:
+    """Psychiatric A03s at a steady rate -> the CarePlan readable. Issue 6's goal is a p99 under
+    500 ms at 100 discharges/s; the lower rate shows the latency when the pipeline keeps up."""
+    d = max(b.config.latency_s, 5.0)
+    for rate in rates:
+        b.settle(60)
+        figures = discharge_bench.measure_discharges(
+            b.gateway, b.mllp_port, f"{b.run_tag}r{rate:g}", rate=rate, duration_s=d
+        )
+        poll = Baseline(
+            "a search for one plan that exists, p50", discharge_bench.p50(figures.poll_baseline_ms), "ms"
+        )
+        notes = (
+            f"ADT^A03 over MLLP (8 connections) at {rate:g}/s open loop for {d:g} s "
+            f"({figures.sent} discharges, "
+            f"{figures.acked} ACKed AA, achieved {figures.achieved_rate:.0f}/s; {figures.seen} plans seen, "
+            f"plans completed at {figures.plans_per_s:.1f}/s); latency = plan readable via "
+            f"GET /fhir/CarePlan?patient=<up to 100 ids> minus ACK received, one poller every 20 ms "
+            f"(detection delay up to 20 ms plus a search included); a discharge never seen counts as the "
+            f"30 s timeout" + (f"; {'; '.join(figures.errors[:3])}" if figures.errors else "")
+        )
+        prefix = "careplan.discharge_to_plan" + ("" if rate == rates[0] else f".at_{rate:g}_per_s")
+        for q in ("p50", "p99"):
+            value = (
+                discharge_bench.p50(figures.latencies_ms)
+                if q == "p50"
+                else discharge_bench.p99(figures.latencies_ms)
+            )
+            b.add(Metric(f"{prefix}.{q}_ms", value, "ms", poll, notes))
+        p50, p99 = (
+            discharge_bench.p50(figures.latencies_ms) or 0,
+            discharge_bench.p99(figures.latencies_ms) or 0,
+        )
+        b.log(
+            f"discharge->plan at {rate:g}/s: p50 {p50:.0f} ms, p99 {p99:.0f} ms "
+            f"({figures.seen}/{figures.sent} seen, plans at {figures.plans_per_s:.1f}/s)"
+        )

@@ -9,6 +9,7 @@ prefix; it is stopped at the end, on errors and on Ctrl-C. Settings, from the en
 - ``BENCH_DURATION_S`` (3) and ``BENCH_WARMUP_S`` (1): each measured run.
 - ``BENCH_LATENCY_S`` (5): each open-loop latency run (p99 at a fixed rate).
 - ``BENCH_KEEP_DATA`` (unset): keep the temporary directory (databases and service logs).
+- ``BENCH_ONLY=discharge``: only the discharge-to-care-plan phase.
 """
 
 from __future__ import annotations
@@ -68,6 +69,10 @@ ORDER = (
     "hl7.parse.carebridge.msgs_per_s",
     "hl7.mllp.adt.peer_ratio",
     "hl7.ack.p99_ms",
+    "careplan.discharge_to_plan.p50_ms",
+    "careplan.discharge_to_plan.p99_ms",
+    "careplan.discharge_to_plan.at_10_per_s.p50_ms",
+    "careplan.discharge_to_plan.at_10_per_s.p99_ms",
 )
 
 
@@ -190,6 +195,9 @@ def measure(config: Config, workdir: Path) -> dict[str, Metric]:
         cleanup.callback(stack.stop)
         cleanup.callback(_forget_redis_keys, stack.redis_url, redis_prefix)
         b.log(f"stack ready: {stack.urls.fhir_base}, MLLP {stack.urls.mllp}")
+        if os.environ.get("BENCH_ONLY") == "discharge":  # a quick look at one phase
+            phases.discharge_phase(b)
+            return b.metrics
         target = fhir_bench.create_read_target(gateway, b.rng)
         b.bare = cleanup.enter_context(bare_server(target, workdir))
         phases.read_phase(b, target)
@@ -197,6 +205,7 @@ def measure(config: Config, workdir: Path) -> dict[str, Metric]:
         phases.mllp_phase(b, messages, target)
         phases.create_phase(b)
         phases.search_phase(b, read_baseline)
+        phases.discharge_phase(b)
         b.log("stopping the stack")
     return b.metrics
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from services.careplan import activities, api, caseload, followup, handlers, quality, worklist
+from services.careplan import activities, api, caseload, followup, handlers, outcomes, quality, worklist
 from services.careplan.settings import Settings
 from shared.app import create_service_app
 from shared.events import topics
@@ -29,7 +29,12 @@ def create_app(settings: Settings) -> FastAPI:
     runtime = ServiceRuntime(
         settings,
         produces=(topics.CAREPLAN,),
-        extra_migrations=(*activities.MIGRATIONS, *followup.MIGRATIONS, *caseload.MIGRATIONS),
+        extra_migrations=(
+            *activities.MIGRATIONS,
+            *followup.MIGRATIONS,
+            *caseload.MIGRATIONS,
+            *outcomes.MIGRATIONS,
+        ),
     )
 
     async def assign(rest: FhirRest, tx: Transaction, patient_id: str, now: datetime) -> Any:
@@ -48,7 +53,7 @@ def create_app(settings: Settings) -> FastAPI:
         ConsumerSpec("patients", (topics.PATIENT,), handlers.on_patient_event(rest)),
         ConsumerSpec("triage", (topics.TRIAGE,), handlers.on_triage_event(rest)),
         ConsumerSpec(
-            "clinical", (topics.ENCOUNTER, topics.CLINICAL), followup.on_clinical_event(rest, assign)
+            "clinical", (topics.ENCOUNTER, topics.CLINICAL), handlers.on_clinical_event(rest, assign)
         ),
         ConsumerSpec("directory", (topics.REFERRAL,), caseload.on_directory_event()),
         ConsumerSpec(

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -29,7 +29,6 @@ import sqlalchemy as sa
 from services.careplan import activities
 from services.careplan.domain import followup as rules
 from services.careplan.domain.valuesets import icd10_codes
-from shared.events import CloudEvent, Handler, topics
 from shared.fhir.rest import FhirRest, Proceed, WriteHooks, Written
 from shared.store import Migration, Transaction, UtcDateTime, create_tables
 
@@ -72,6 +71,8 @@ care_conditions = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("encounter_ref", sa.String(80)),
     sa.Column("codes", sa.Text, nullable=False),
+    #: Onset or recorded date, else the day careplan heard of it.
+    sa.Column("noted_on", sa.Date, nullable=False),
 )
 care_discharges = sa.Table(
     "care_discharges",
@@ -123,29 +124,7 @@ class FollowUp:
         return self.plan
 
 
-# --- the consumer ---------------------------------------------------------------------------------
-
-
-def on_clinical_event(rest: FhirRest, assign: AssignCaseManager | None = None) -> Handler:
-    """Encounter and Condition lifecycle events from intake (topics ENCOUNTER and CLINICAL)."""
-
-    async def handle(event: CloudEvent, tx: Transaction) -> None:
-        parsed = topics.parse_resource_event_type(event.type)
-        if parsed is None or not isinstance(event.data, dict):
-            return
-        rtype, action = parsed
-        resource = event.data
-        if rtype == "Encounter":
-            refs = await record_encounter(tx, resource, deleted=action == "deleted")
-        elif rtype == "Condition":
-            refs = await record_condition(tx, resource, deleted=action == "deleted")
-        else:
-            return
-        now = datetime.now(UTC)
-        for ref in refs:
-            await reconsider(rest, tx, ref, now, assign)
-
-    return handle
+# --- recording what intake publishes -------------------------------------------------------------
 
 
 def _version(resource: dict[str, Any]) -> int:
@@ -229,6 +208,7 @@ async def record_condition(tx: Transaction, condition: dict[str, Any], *, delete
             version=version,
             encounter_ref=encounter if isinstance(encounter, str) else None,
             codes=",".join(codes),
+            noted_on=_noted_on(condition),
         )
     )
     listed = (
@@ -237,6 +217,14 @@ async def record_condition(tx: Transaction, condition: dict[str, Any], *, delete
         )
     ).scalars()
     return sorted(set(listed))
+
+
+def _noted_on(condition: dict[str, Any]) -> date:
+    for element in ("onsetDateTime", "recordedDate"):
+        when = rules.parse_instant(condition.get(element))
+        if when is not None:
+            return when.date()
+    return datetime.now(UTC).date()
 
 
 # --- what the tables say -----------------------------------------------------------------------

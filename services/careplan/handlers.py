@@ -6,8 +6,11 @@ it idempotent (see shared.events.consumer).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import orjson
 
+from services.careplan import followup, outcomes
 from services.careplan.domain.plans import (
     CASE_MANAGEMENT_CATEGORY,
     caseload_patient,
@@ -36,6 +39,36 @@ def on_hl7_message(rest: FhirRest) -> Handler:
 
     async def handle(event: CloudEvent, tx: Transaction) -> None:
         await apply_translated_event(rest, event, tx)
+
+    return handle
+
+
+def on_clinical_event(rest: FhirRest, assign: followup.AssignCaseManager | None = None) -> Handler:
+    """intake's Encounters and Conditions drive post-discharge follow-up (followup.py); PHQ-9
+    totals and depression diagnoses drive measurement-based care (outcomes.py)."""
+
+    async def handle(event: CloudEvent, tx: Transaction) -> None:
+        parsed = topics.parse_resource_event_type(event.type)
+        if parsed is None or not isinstance(event.data, dict):
+            return
+        rtype, action = parsed
+        resource, deleted = event.data, action == "deleted"
+        if rtype == "Observation":
+            await outcomes.record_observation(rest, tx, resource, deleted=deleted)
+            return
+        if rtype == "Encounter":
+            refs = await followup.record_encounter(tx, resource, deleted=deleted)
+        elif rtype == "Condition":
+            refs = await followup.record_condition(tx, resource, deleted=deleted)
+        else:
+            return
+        now = datetime.now(UTC)
+        for ref in refs:
+            await followup.reconsider(rest, tx, ref, now, assign)
+        if rtype == "Condition" and outcomes.is_depression_condition(resource):
+            patient = str((resource.get("subject") or {}).get("reference") or "").removeprefix("Patient/")
+            if patient:
+                await outcomes.reconsider_outcomes(rest, tx, patient)
 
     return handle
 

@@ -13,7 +13,7 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
-from services.careplan import activities, followup
+from services.careplan import activities, followup, handlers, outcomes
 from services.careplan.domain.followup import ACTIVITY_KIND
 from shared.events import CloudEvent, topics
 from shared.fhir.ownership import OWNED_TYPES
@@ -32,7 +32,9 @@ class Holder:
 
 @pytest.fixture
 async def rest(database_url: str) -> AsyncIterator[FhirRest]:
-    store = await Store.open(database_url, extra_migrations=(*activities.MIGRATIONS, *followup.MIGRATIONS))
+    store = await Store.open(
+        database_url, extra_migrations=(*activities.MIGRATIONS, *followup.MIGRATIONS, *outcomes.MIGRATIONS)
+    )
     yield FhirRest(
         Holder(store, CareplanSettings(database_url="unused")),
         OWNED_TYPES["careplan"],
@@ -65,12 +67,16 @@ def stay(version: int = 1, **overrides: Any) -> dict[str, Any]:
 CONDITION = {
     "resourceType": "Condition", "id": "dx-1", "meta": {"versionId": "1"},
     "subject": {"reference": "Patient/p1"}, "encounter": {"reference": "Encounter/stay-1"},
-    "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "F32.2"}]},
+    "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "F20.9"}]},
+}  # fmt: skip
+DEPRESSION = {
+    **CONDITION, "id": "dx-dep", "onsetDateTime": "2026-01-05",
+    "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "F33.1"}]},
 }  # fmt: skip
 
 
 async def deliver(rest: FhirRest, *events: CloudEvent) -> None:
-    handle = followup.on_clinical_event(rest)
+    handle = handlers.on_clinical_event(rest)
     for e in events:
         async with rest.store.transaction() as tx:
             await handle(CloudEvent.from_json(e.to_json()), tx)
@@ -152,3 +158,52 @@ async def test_an_a13_after_the_discharge_cancels_what_is_open(rest: FhirRest) -
     plan = await the_plan(rest)
     assert set(statuses(plan).values()) == {"cancelled"}
     assert await activities.escalate_overdue(rest, DISCHARGED + timedelta(days=40)) == 0
+
+
+def phq9(observation_id: str, on: str, value: int) -> dict[str, Any]:
+    return {
+        "resourceType": "Observation", "id": observation_id, "meta": {"versionId": "1"}, "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "44261-6"}]},
+        "subject": {"reference": "Patient/p1"}, "effectiveDateTime": f"{on}T10:00:00Z",
+        "valueQuantity": {
+            "value": value, "unit": "{score}", "system": "http://unitsofmeasure.org", "code": "{score}"
+        },
+    }  # fmt: skip
+
+
+async def test_phq9_scores_set_response_and_remission_goals_and_keep_a_phq9_due_every_4_months(
+    rest: FhirRest,
+) -> None:
+    await deliver(rest, event(DEPRESSION, "created"), event(phq9("o1", "2026-01-10", 16), "created"))
+    plan = await the_plan(rest)
+    async with rest.store.transaction() as tx:
+        goals = [orjson.loads((await tx.read("Goal", g["reference"][5:])).content) for g in plan["goal"]]
+    assert {g["achievementStatus"]["coding"][0]["code"] for g in goals} == {"in-progress"}
+    due = {
+        a["detail"]["scheduledPeriod"]["end"]: a
+        for a in plan["activity"]
+        if "PHQ-9" in a["detail"]["description"]
+    }
+    assert set(due) == {"2026-01-05", "2026-05-10"}  # due at diagnosis, met by the PHQ-9 of Jan 10
+    assert due["2026-01-05"]["detail"]["status"] == "completed"
+    assert due["2026-01-05"]["outcomeReference"] == [{"reference": "Observation/o1"}]
+    assert due["2026-05-10"]["detail"]["status"] == "not-started"
+
+    await deliver(
+        rest, event(phq9("o2", "2026-03-01", 7), "created"), event(phq9("o3", "2026-05-01", 4), "created")
+    )
+    await deliver(rest, event(phq9("o3", "2026-05-01", 4), "created"))  # the same score again: no change
+    plan = await the_plan(rest)
+    async with rest.store.transaction() as tx:
+        goals = [orjson.loads((await tx.read("Goal", g["reference"][5:])).content) for g in plan["goal"]]
+    status = {
+        g["identifier"][0]["value"].split("/")[1]: g["achievementStatus"]["coding"][0]["code"] for g in goals
+    }
+    # 16 -> 7 meets the response target (<= 8), 4 keeps it (sustaining) and meets remission (< 5)
+    assert status == {"response": "sustaining", "remission": "achieved"}
+    assert all(g["meta"]["versionId"] == "3" for g in goals)  # one version per change, none for the resend
+    open_due = [
+        a["detail"]["scheduledPeriod"]["end"] for a in plan["activity"]
+        if "PHQ-9" in a["detail"]["description"] and a["detail"]["status"] == "not-started"
+    ]  # fmt: skip
+    assert open_due == ["2026-09-01"]

@@ -253,10 +253,13 @@ def activity_status(activity: Mapping[str, Any]) -> str:
 
 
 def activity_window(activity: Mapping[str, Any]) -> Due | None:
+    """The activity's scheduledPeriod; a date-only end means the end of that day."""
     period = (activity.get("detail") or {}).get("scheduledPeriod") or {}
     start, end = parse_instant(period.get("start")), parse_instant(period.get("end"))
     if end is None:
         return None
+    if len(str(period.get("end"))) == 10:
+        end += timedelta(days=1, seconds=-1)
     return Due(start or end, end)
 
 
