@@ -29,10 +29,10 @@ from services.careplan.domain.plans import (
     CASE_MANAGEMENT_CATEGORY,
     new_case_management_plan,
 )
-from shared.events import CloudEvent, topics
-from shared.fhir.rest import FhirRest, Proceed, WriteHooks, Written
+from shared.events import topics
+from shared.fhir.events import enqueue_domain_event
+from shared.fhir.rest import AfterWrite, FhirRest
 from shared.store import Migration, Transaction, UtcDateTime, create_tables
-from shared.telemetry import kafka_headers_from_context
 
 log = logging.getLogger(__name__)
 
@@ -150,28 +150,11 @@ async def index_plan(tx: Transaction, plan: dict[str, Any]) -> None:
         await connection.execute(sa.insert(t), rows)
 
 
-class PlanIndexHooks(WriteHooks):
+class PlanIndexHooks(AfterWrite):
     """Every CarePlan write re-indexes the plan's tracked activities in the same transaction."""
 
-    async def create(
-        self,
-        rest: FhirRest,
-        tx: Transaction,
-        resource: dict[str, Any],
-        proceed: Proceed,
-        *,
-        id_promised: bool,
-    ) -> Written:
-        written = await proceed(resource)
-        await index_plan(tx, orjson.loads(written.stored.content))
-        return written
-
-    async def update(
-        self, rest: FhirRest, tx: Transaction, resource: dict[str, Any], proceed: Proceed
-    ) -> Written:
-        written = await proceed(resource)
-        await index_plan(tx, orjson.loads(written.stored.content))
-        return written
+    async def written(self, rest: FhirRest, tx: Transaction, stored: dict[str, Any]) -> None:
+        await index_plan(tx, stored)
 
 
 # --- overdue activities --------------------------------------------------------------------------
@@ -206,7 +189,7 @@ async def escalate_overdue(rest: FhirRest, now: datetime, *, limit: int = 500) -
             )
             if claimed.rowcount != 1 or not await _still_open(tx, row.careplan_id, row.activity_key):
                 continue
-            await tx.add_outbox(**_overdue_event(rest, row, now))
+            await _publish_overdue(tx, rest, row)
             sent += 1
     if sent:
         log.info("careplan: %d overdue activities escalated", sent)
@@ -220,7 +203,7 @@ async def _still_open(tx: Transaction, careplan_id: str, key: str) -> bool:
     return any(a.key == key and a.status in OPEN_STATUSES for a in indexed_activities(plan))
 
 
-def _overdue_event(rest: FhirRest, row: Any, now: datetime) -> dict[str, Any]:
+async def _publish_overdue(tx: Transaction, rest: FhirRest, row: Any) -> None:
     trigger, _, kind = row.activity_key.partition("|")
     parameters = {
         "resourceType": "Parameters",
@@ -234,19 +217,15 @@ def _overdue_event(rest: FhirRest, row: Any, now: datetime) -> dict[str, Any]:
             *([{"name": "kind", "valueCode": kind}] if kind else []),
         ],
     }
-    event = CloudEvent(
-        type=topics.FOLLOW_UP_OVERDUE_EVENT,
-        source=f"carebridge/{rest.settings.service_name}",
+    await enqueue_domain_event(
+        tx,
+        rest.settings,
+        topic=topics.CAREPLAN,
+        event_type=topics.FOLLOW_UP_OVERDUE_EVENT,
         subject=f"CarePlan/{row.careplan_id}",
-        data_bytes=orjson.dumps(parameters),
+        key=row.patient_id,
+        data=parameters,
     )
-    return {
-        "event_id": event.id,
-        "topic": rest.settings.topic(topics.CAREPLAN),
-        "key": row.patient_id.encode(),
-        "value": event.to_json(),
-        "headers": kafka_headers_from_context(),
-    }
 
 
 async def open_activities(connection: Any, patient_ids: list[str]) -> list[Any]:

@@ -54,11 +54,11 @@ from services.careplan.domain.caseload import (
 )
 from shared.errors import Gone, NotFound, PoisonMessage
 from shared.events import CloudEvent, Handler, topics
+from shared.fhir.events import enqueue_domain_event
 from shared.fhir.projections import version_of
 from shared.fhir.rest import FhirRest
 from shared.settings import CareplanSettings, ServiceSettings
 from shared.store import Migration, Transaction, UtcDateTime, create_tables
-from shared.telemetry import kafka_headers_from_context
 
 metadata = sa.MetaData()
 programs = sa.Table(
@@ -348,19 +348,15 @@ async def _caseloads(
 async def _publish(
     rest: FhirRest, tx: Transaction, patient_id: str, parameters: dict[str, Any], now: datetime
 ) -> None:
-    event = CloudEvent(
-        type=topics.PROGRAM_FULL_EVENT,
-        source=f"carebridge/{rest.settings.service_name}",
+    await enqueue_domain_event(
+        tx,
+        rest.settings,
+        topic=topics.CAREPLAN,
+        event_type=topics.PROGRAM_FULL_EVENT,
         subject=f"Patient/{patient_id}",
+        key=patient_id,
         data=parameters,
         time=now.isoformat(timespec="milliseconds"),
-    )
-    await tx.add_outbox(
-        event_id=event.id,
-        topic=rest.settings.topic(topics.CAREPLAN),
-        key=patient_id.encode(),
-        value=event.to_json(),
-        headers=kafka_headers_from_context(),
     )
 
 

@@ -23,13 +23,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 
 from services.careplan import activities
 from services.careplan.domain import followup as rules
 from services.careplan.domain.valuesets import icd10_codes
-from shared.fhir.rest import FhirRest, Proceed, WriteHooks, Written
+from shared.fhir.rest import AfterWrite, FhirRest
 from shared.store import Migration, Transaction, UtcDateTime, create_tables
 
 log = logging.getLogger(__name__)
@@ -440,32 +439,15 @@ async def _complete_with_visit(work: FollowUp, visit_ref: str, visit_at: datetim
 # --- Appointments ------------------------------------------------------------------------------
 
 
-class AppointmentVisits(WriteHooks):
+class AppointmentVisits(AfterWrite):
     """A fulfilled Appointment is a visit: written, it is recorded and reconsidered in the same
     transaction (R4 appointment-status `fulfilled`: the patient came)."""
 
     def __init__(self, assign: AssignCaseManager | None = None) -> None:
         self.assign = assign
 
-    async def create(
-        self,
-        rest: FhirRest,
-        tx: Transaction,
-        resource: dict[str, Any],
-        proceed: Proceed,
-        *,
-        id_promised: bool,
-    ) -> Written:
-        written = await proceed(resource)
-        await self._record(rest, tx, orjson.loads(written.stored.content))
-        return written
-
-    async def update(
-        self, rest: FhirRest, tx: Transaction, resource: dict[str, Any], proceed: Proceed
-    ) -> Written:
-        written = await proceed(resource)
-        await self._record(rest, tx, orjson.loads(written.stored.content))
-        return written
+    async def written(self, rest: FhirRest, tx: Transaction, stored: dict[str, Any]) -> None:
+        await self._record(rest, tx, stored)
 
     async def _record(self, rest: FhirRest, tx: Transaction, appointment: dict[str, Any]) -> None:
         patient = next(

@@ -32,13 +32,13 @@ from services.intake.domain.matching import (
     demographics,
     rank_candidates,
 )
-from shared.events import CloudEvent, topics
+from shared.events import topics
+from shared.fhir.events import enqueue_domain_event
 from shared.fhir.inbound import merge_resource
 from shared.fhir.patient_merge import replaced_by
 from shared.fhir.rest import FhirRest, Proceed, WriteHooks, Written
 from shared.settings import IntakeSettings
 from shared.store import Migration, Transaction, UtcDateTime, create_tables
-from shared.telemetry import kafka_headers_from_context
 
 log = logging.getLogger(__name__)
 
@@ -290,18 +290,14 @@ def review_parameters(review: Review) -> dict[str, Any]:
 
 
 async def _publish_review(tx: Transaction, rest: FhirRest, review: Review) -> None:
-    event = CloudEvent(
-        type=topics.MATCH_REVIEW_EVENT,
-        source=f"carebridge/{rest.settings.service_name}",
+    await enqueue_domain_event(
+        tx,
+        rest.settings,
+        topic=topics.PATIENT,
+        event_type=topics.MATCH_REVIEW_EVENT,
         subject=f"Patient/{review.patients[0]}",
+        key=review.patients[0],
         data={"resourceType": "Parameters", "parameter": [review_parameters(review)]},
-    )
-    await tx.add_outbox(
-        event_id=event.id,
-        topic=rest.settings.topic(topics.PATIENT),
-        key=review.patients[0].encode(),
-        value=event.to_json(),
-        headers=kafka_headers_from_context(),
     )
 
 

@@ -36,13 +36,13 @@ from services.intake.domain.scoring import (
 )
 from services.intake.domain.triage import flag_for, risk_signals, sdoh_needs
 from shared.errors import BusinessRuleViolation, Gone, NotFound
-from shared.events import CloudEvent, topics
+from shared.events import topics
+from shared.fhir.events import enqueue_domain_event
 from shared.fhir.patient_merge import without_meta
 from shared.fhir.projections import read_projection
 from shared.fhir.rest import FhirRest, Proceed, WriteHooks, Written
 from shared.settings import IntakeSettings
 from shared.store import Transaction
-from shared.telemetry import kafka_headers_from_context
 
 log = logging.getLogger(__name__)
 
@@ -238,16 +238,14 @@ def _fingerprint(response: dict[str, Any]) -> str:
 async def _publish(
     tx: Transaction, rest: FhirRest, event_type: str, patient: str, data: dict[str, Any]
 ) -> None:
-    patient_id = patient[len("Patient/") :]
-    event = CloudEvent(
-        type=event_type, source=f"carebridge/{rest.settings.service_name}", subject=patient, data=data
-    )
-    await tx.add_outbox(
-        event_id=event.id,
-        topic=rest.settings.topic(topics.TRIAGE),
-        key=patient_id.encode(),
-        value=event.to_json(),
-        headers=kafka_headers_from_context(),
+    await enqueue_domain_event(
+        tx,
+        rest.settings,
+        topic=topics.TRIAGE,
+        event_type=event_type,
+        subject=patient,
+        key=patient[len("Patient/") :],
+        data=data,
     )
 
 

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.events import CloudEvent, topics
+from shared.events import topics
+from shared.fhir.events import enqueue_domain_event
 from shared.settings import ServiceSettings
 from shared.store import Transaction
-from shared.telemetry import kafka_headers_from_context
 
 #: Request header the gateway sets on what it forwards: the authenticated subject.
 ACTOR_HEADER = "x-carebridge-actor"
@@ -63,17 +63,13 @@ async def record_audit(
     }
     if description:
         audit["outcomeDesc"] = description
-    event = CloudEvent(
-        type=topics.AUDIT_RECORDED_EVENT,
-        source=f"carebridge/{settings.service_name}",
+    await enqueue_domain_event(
+        tx,
+        settings,
+        topic=topics.AUDIT,
+        event_type=topics.AUDIT_RECORDED_EVENT,
         subject=f"AuditEvent/{audit_id}",
+        key=patient,
         data=audit,
-        id=audit_id,
-    )
-    await tx.add_outbox(
-        event_id=event.id,
-        topic=settings.topic(topics.AUDIT),
-        key=patient.encode() if patient else None,
-        value=event.to_json(),
-        headers=kafka_headers_from_context(),
+        event_id=audit_id,
     )

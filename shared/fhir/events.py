@@ -65,3 +65,36 @@ async def enqueue_resource_event(
         headers=kafka_headers_from_context(),
     )
     return event
+
+
+async def enqueue_domain_event(
+    tx: Transaction,
+    settings: ServiceSettings,
+    *,
+    topic: str,
+    event_type: str,
+    subject: str,
+    key: str | None,
+    data: Any,
+    event_id: str | None = None,
+    time: str | None = None,
+) -> CloudEvent:
+    """Put a service's own event (not a resource lifecycle event) in the outbox of `tx`: `topic`
+    is the logical topic (topics.PATIENT, ...), `key` usually the patient id, so the event keeps
+    its place among that patient's events."""
+    extra: dict[str, Any] = {}
+    if event_id is not None:
+        extra["id"] = event_id
+    if time is not None:
+        extra["time"] = time
+    event = CloudEvent(
+        type=event_type, source=f"carebridge/{settings.service_name}", subject=subject, data=data, **extra
+    )
+    await tx.add_outbox(
+        event_id=event.id,
+        topic=settings.topic(topic),
+        key=key.encode() if key else None,
+        value=event.to_json(),
+        headers=kafka_headers_from_context(),
+    )
+    return event

@@ -23,13 +23,13 @@ import orjson
 
 from shared.errors import BusinessRuleViolation, Gone, NotFound
 from shared.events import CloudEvent, topics
+from shared.fhir.events import enqueue_domain_event
 from shared.fhir.projections import read_projection
 from shared.fhir.rest import FhirRest
 from shared.fhir.rest.bundles import reference_holders
 from shared.fhir.search import MAX_COUNT
 from shared.fhir.search_params import SEARCH_PARAMETERS
 from shared.store import Transaction
-from shared.telemetry import kafka_headers_from_context
 
 #: Projection of merges, in every service that holds Patient-linked resources: key the source
 #: Patient id, data a MergeRecord (the latest merge or unmerge of that source).
@@ -281,18 +281,14 @@ async def save_merge_record(tx: Transaction, record: MergeRecord, previous: Merg
 async def _publish(tx: Transaction, rest: FhirRest, event_type: str, record: MergeRecord) -> None:
     """The merge (or unmerge) for the other services, keyed by the source Patient: it follows
     the source's own update on its partition."""
-    event = CloudEvent(
-        type=event_type,
-        source=f"carebridge/{rest.settings.service_name}",
+    await enqueue_domain_event(
+        tx,
+        rest.settings,
+        topic=topics.PATIENT,
+        event_type=event_type,
         subject=f"Patient/{record.source}",
+        key=record.source,
         data=merge_parameters(record),
-    )
-    await tx.add_outbox(
-        event_id=event.id,
-        topic=rest.settings.topic(topics.PATIENT),
-        key=record.source.encode(),
-        value=event.to_json(),
-        headers=kafka_headers_from_context(),
     )
 
 

@@ -6,14 +6,18 @@
   (`Operation`, listed in shared/fhir/operations.py).
 - `Dispatcher` (dispatch.py): which interaction a `RestRequest` is, and running it; serves the
   HTTP routes (shared/fhir/router.py) and batch/transaction Bundle entries (bundles.py) alike.
+- caller.py: who a request is for (the gateway's actor and organization headers), current
+  while it runs, for write hooks that decide by role.
 - headers.py (ETag, If-Match, Prefer, conditional read), patch.py (JSON Patch),
   conditional.py (criteria and their keys), history.py, capability.py (CapabilityStatement).
 """
 
+from shared.fhir.rest.caller import SYSTEM, Caller, calling_as, current_caller
 from shared.fhir.rest.capability import capability_statement
 from shared.fhir.rest.dispatch import Dispatcher
 from shared.fhir.rest.headers import Prefer, parse_prefer
 from shared.fhir.rest.interactions import (
+    AfterWrite,
     Deleted,
     FhirRest,
     Operation,
@@ -26,6 +30,9 @@ from shared.fhir.rest.interactions import (
 from shared.fhir.rest.messages import RestRequest, RestResponse
 
 __all__ = [
+    "SYSTEM",
+    "AfterWrite",
+    "Caller",
     "Deleted",
     "Dispatcher",
     "FhirRest",
@@ -38,6 +45,8 @@ __all__ = [
     "StoreHolder",
     "WriteHooks",
     "Written",
+    "calling_as",
     "capability_statement",
+    "current_caller",
     "parse_prefer",
 ]

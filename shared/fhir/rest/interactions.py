@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import orjson
 
@@ -63,7 +63,11 @@ class WriteHooks:
     """A service's own logic around the writes of one resource type: intake matches every
     Patient against the people it knows, and scores every QuestionnaireResponse. The hook runs
     after the resource is validated, inside the write's transaction, and calls `proceed` to
-    store it (or does something else instead, such as updating the record it matched)."""
+    store it (or does something else instead, such as updating the record it matched).
+    `shared.fhir.rest.current_caller()` says who the write is for."""
+
+    #: Updates and patches from clients must carry If-Match (the Dispatcher answers 428 without).
+    requires_if_match: ClassVar[bool] = False
 
     async def create(
         self,
@@ -87,6 +91,35 @@ class WriteHooks:
         self, rest: FhirRest, tx: Transaction, resource: dict[str, Any], proceed: Proceed
     ) -> Written:
         return await proceed(resource)
+
+
+class AfterWrite(WriteHooks):
+    """Hooks that store what was sent and then act on what was stored, in the same transaction
+    (careplan indexes every CarePlan; a fulfilled Appointment is a visit)."""
+
+    async def create(
+        self,
+        rest: FhirRest,
+        tx: Transaction,
+        resource: dict[str, Any],
+        proceed: Proceed,
+        *,
+        id_promised: bool,
+    ) -> Written:
+        written = await proceed(resource)
+        await self.written(rest, tx, orjson.loads(written.stored.content))
+        return written
+
+    async def update(
+        self, rest: FhirRest, tx: Transaction, resource: dict[str, Any], proceed: Proceed
+    ) -> Written:
+        written = await proceed(resource)
+        await self.written(rest, tx, orjson.loads(written.stored.content))
+        return written
+
+    async def written(self, rest: FhirRest, tx: Transaction, stored: dict[str, Any]) -> None:
+        """What follows a write; `stored` is the version just written, with its id and meta."""
+        raise NotImplementedError
 
 
 @dataclass(frozen=True, slots=True)
