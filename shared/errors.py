@@ -55,6 +55,13 @@ class PreconditionFailed(CareBridgeError):
     issue_code = "conflict"
 
 
+class PreconditionRequired(CareBridgeError):
+    """A conditional header the write must carry is missing (RFC 6585 section 3: 428), e.g.
+    If-Match on an update of a resource both sides of a workflow write (a referral Task)."""
+
+    issue_code = "required"
+
+
 class BusinessRuleViolation(CareBridgeError):
     issue_code = "business-rule"
 
@@ -109,6 +116,7 @@ _HTTP_STATUS: dict[type[CareBridgeError], int] = {
     PayloadTooLarge: 413,
     UnsupportedMediaType: 415,
     BusinessRuleViolation: 422,
+    PreconditionRequired: 428,
     PoisonMessage: 400,
     DependencyUnavailable: 503,
 }

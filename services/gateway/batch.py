@@ -119,9 +119,8 @@ async def _transaction(call: Call, bundle: dict[str, Any], entries: list[_Entry]
         return Reply.json({"resourceType": "Bundle", "type": "transaction-response"})
     restricted = any(e.restriction is not None and not e.restriction.unrestricted for e in entries)
     body = orjson.dumps({**bundle, "entry": [e.entry for e in entries]}) if restricted else call.body
-    upstream = await call.clients.send(
-        services[0], "POST", b"/fhir", [("accept", FHIR_JSON), ("content-type", FHIR_JSON)], body, call.base
-    )
+    headers = [("accept", FHIR_JSON), ("content-type", FHIR_JSON), *call.identity_headers()]
+    upstream = await call.clients.send(services[0], "POST", b"/fhir", headers, body, call.base)
     if upstream.status != 200 or not restricted:
         return Reply.from_upstream(upstream)
     answer = parse_json(upstream.body, services[0])
@@ -144,7 +143,7 @@ async def _batch(call: Call, entries: list[_Entry]) -> Reply:
 
 async def _send_part(call: Call, service: str, part: list[_Entry]) -> None:
     body = orjson.dumps({"resourceType": "Bundle", "type": "batch", "entry": [e.entry for e in part]})
-    headers = [("accept", FHIR_JSON), ("content-type", FHIR_JSON)]
+    headers = [("accept", FHIR_JSON), ("content-type", FHIR_JSON), *call.identity_headers()]
     try:
         upstream = await call.clients.send(service, "POST", b"/fhir", headers, body, call.base)
         answer = parse_json(upstream.body, service)

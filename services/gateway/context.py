@@ -16,6 +16,7 @@ from services.gateway.client import UpstreamResponse
 from services.gateway.proxy import FORWARD_REQUEST_HEADERS, FORWARD_RESPONSE_HEADERS, ServiceClients
 from shared.errors import http_status, operation_outcome
 from shared.fhir.audit import ACTOR_HEADER
+from shared.fhir.rest.caller import ORGANIZATION_HEADER
 
 FHIR_JSON_UTF8 = b"application/fhir+json; charset=utf-8"
 
@@ -66,12 +67,22 @@ class Call:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def forward_headers(self) -> list[tuple[str, str]]:
-        """The client's FHIR headers, and who the client is (for the service's audit records)."""
+        """The client's FHIR headers, and who the client is."""
         forwarded = [
             (name, value) for name in FORWARD_REQUEST_HEADERS if (value := self.headers.get(name)) is not None
         ]
-        forwarded.append((ACTOR_HEADER, self.policy.principal.subject))
+        forwarded.extend(self.identity_headers())
         return forwarded
+
+    def identity_headers(self) -> list[tuple[str, str]]:
+        """Who the client is, for the service (shared/fhir/rest/caller.py): the token's subject
+        (audit records) and a clinic token's Organization (referral decides Task roles by it).
+        Clients cannot send these themselves: only FORWARD_REQUEST_HEADERS are passed on."""
+        principal = self.policy.principal
+        headers = [(ACTOR_HEADER, principal.subject)]
+        if principal.organization:
+            headers.append((ORGANIZATION_HEADER, str(principal.organization)))
+        return headers
 
     async def forward(
         self, service: str, method: str | None = None, target: bytes | None = None, body: bytes | None = None

@@ -3,6 +3,8 @@
 One dispatcher serves the HTTP routes and the entries of batch and transaction Bundles, so an
 interaction behaves the same whichever way it arrives (Medplum's fhir-router works this way).
 Writes run in the caller's transaction when there is one (a transaction Bundle), else in their own.
+Each request runs as the caller its headers name (caller.py), so write hooks can decide by role;
+a type whose hooks say `requires_if_match` refuses an update or patch without If-Match (428).
 """
 
 from __future__ import annotations
@@ -12,10 +14,17 @@ import binascii
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from shared.errors import InvalidInput, MethodNotAllowed, NotFound, UnsupportedMediaType
+from shared.errors import (
+    InvalidInput,
+    MethodNotAllowed,
+    NotFound,
+    PreconditionRequired,
+    UnsupportedMediaType,
+)
 from shared.fhir.operations import find_operation
 from shared.fhir.rest import history
 from shared.fhir.rest.bundles import process_bundle
+from shared.fhir.rest.caller import caller_of, calling_as, current_caller
 from shared.fhir.rest.capability import capability_bytes
 from shared.fhir.rest.headers import not_modified, parse_version_tag
 from shared.fhir.rest.interactions import FhirRest, OperationCall
@@ -42,6 +51,11 @@ class Dispatcher:
         self._capabilities: dict[str, bytes] = {}
 
     async def handle(self, request: RestRequest, tx: Transaction | None = None) -> RestResponse:
+        """Run one request (or Bundle entry) as the caller its headers name."""
+        with calling_as(caller_of(request.headers, current_caller())):
+            return await self._handle(request, tx)
+
+    async def _handle(self, request: RestRequest, tx: Transaction | None) -> RestResponse:
         parts = [p for p in request.path.split("/") if p]
         method = request.method.upper()
         if not parts:
@@ -124,6 +138,8 @@ class Dispatcher:
                 f"or an id: /{resource_type}/[id]"
             )
         if_match = parse_version_tag(headers.get("if-match"))
+        if method != "DELETE":
+            self._check_if_match(resource_type, if_match)
         async with self.rest.transaction(tx) as txn:
             if method == "DELETE":
                 return deleted_response(await rest.conditional_delete(txn, resource_type, criteria))
@@ -146,6 +162,8 @@ class Dispatcher:
         if method not in ("PUT", "PATCH", "DELETE"):
             raise MethodNotAllowed(f"{method} is not allowed on a resource instance ({resource_type}/{id_})")
         if_match = parse_version_tag(request.headers.get("if-match"))
+        if method != "DELETE":
+            self._check_if_match(resource_type, if_match)
         async with self.rest.transaction(tx) as txn:
             if method == "DELETE":
                 return deleted_response(await rest.delete(txn, resource_type, id_, if_match=if_match))
@@ -175,6 +193,17 @@ class Dispatcher:
             raise NotFound(f"Operation {code} is not supported on {level}")
         _only(method, request, *definition.methods)
         return await run(OperationCall(self.rest, request, id_, tx))
+
+    def _check_if_match(self, resource_type: str, if_match: int | None) -> None:
+        """428 for an update or patch without If-Match of a type whose hooks require it (R4
+        http.html#concurrency: a server may require it; RFC 6585 section 3)."""
+        hooks = self.rest.hooks.get(resource_type)
+        if if_match is None and hooks is not None and hooks.requires_if_match:
+            raise PreconditionRequired(
+                f"An update of a {resource_type} needs If-Match with the version it changes (its ETag, "
+                f'e.g. W/"3"), so that two writers cannot overwrite each other',
+                expression=["If-Match"],
+            )
 
     # --- reads ----------------------------------------------------------------------------------
 

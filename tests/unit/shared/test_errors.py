@@ -17,6 +17,7 @@ from shared import errors
         (errors.PayloadTooLarge("x"), 413, "too-costly"),
         (errors.UnsupportedMediaType("x"), 415, "not-supported"),
         (errors.BusinessRuleViolation("x"), 422, "business-rule"),
+        (errors.PreconditionRequired("x"), 428, "required"),
         (errors.DependencyUnavailable("x"), 503, "transient"),
     ],
 )
