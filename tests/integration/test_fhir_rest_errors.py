@@ -207,6 +207,8 @@ async def test_each_service_serves_its_own_capability_statement_at_metadata(stac
         "Goal",
         "CareTeam",
         "Appointment",
+        "Measure",
+        "MeasureReport",
     ]
     plan = statement["rest"][0]["resource"][0]
     assert {
