@@ -122,9 +122,12 @@ def _integer_score(quantity: Any) -> int | None:
     value = quantity.get("value") if isinstance(quantity, dict) else None
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
         return None
-    if not 0 <= value <= 27 or value != int(value):  # PHQ-9 total range (LOINC 44261-6)
+    if isinstance(value, Decimal) and not value.is_finite():  # float() refuses a signaling NaN
         return None
-    return int(value)
+    number = float(value)  # NaN and infinities fail the range check below
+    if not 0 <= number <= 27 or not number.is_integer():  # PHQ-9 total range (LOINC 44261-6)
+        return None
+    return int(number)
 
 
 def phq9_total(observation: Mapping[str, Any]) -> Score | None:

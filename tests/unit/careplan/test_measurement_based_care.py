@@ -66,6 +66,7 @@ def test_a_final_phq9_total_from_intake_is_read_on_the_day_it_was_recorded() -> 
     [{"status": "preliminary"}, {"status": "entered-in-error"},
      {"code": {"coding": [{"system": "http://loinc.org", "code": "70274-6"}]}},
      {"valueQuantity": {"value": 28}}, {"valueQuantity": {"value": 12.5}}, {"valueQuantity": {"value": True}},
+     {"valueQuantity": {"value": float("nan")}},
      {"valueQuantity": None, "dataAbsentReason": {"text": "not asked"}},
      {"effectiveDateTime": "2026-01"}, {"effectiveDateTime": None}, {"id": None}],
 )  # fmt: skip
