@@ -3,7 +3,8 @@
 - Intake's Encounters and Conditions drive post-discharge follow-up (followup.py); Appointments
   written here count as visits; every CarePlan write re-indexes its obligations (activities.py),
   which the scheduler escalates and the worklist lists (worklist.py).
-- Referral's directory events keep the programs and case managers (caseload.py).
+- Referral's directory events keep the programs and case managers (caseload.py); its referrals
+  and their Tasks show on the plan (domain/referral_activity.py).
 - Intake's triage adds same-day safety activities (handlers.py).
 - `Measure/fuh|fum/$evaluate-measure` computes HEDIS FUH and FUM (quality.py).
 """
@@ -55,7 +56,7 @@ def create_app(settings: Settings) -> FastAPI:
         ConsumerSpec(
             "clinical", (topics.ENCOUNTER, topics.CLINICAL), handlers.on_clinical_event(rest, assign)
         ),
-        ConsumerSpec("directory", (topics.REFERRAL,), caseload.on_directory_event()),
+        ConsumerSpec("referral", (topics.REFERRAL,), handlers.on_referral_event(rest)),
         ConsumerSpec(
             "hl7",
             (topics.HL7_TRANSLATED,),

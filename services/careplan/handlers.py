@@ -7,10 +7,11 @@ it idempotent (see shared.events.consumer).
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 
-from services.careplan import followup, outcomes
+from services.careplan import activities, caseload, followup, outcomes
 from services.careplan.domain.plans import (
     CASE_MANAGEMENT_CATEGORY,
     caseload_patient,
@@ -18,6 +19,7 @@ from services.careplan.domain.plans import (
     new_case_management_plan,
     safety_activity,
 )
+from services.careplan.domain.referral_activity import follow_task, referral_activity
 from shared.errors import PoisonMessage
 from shared.events import CloudEvent, Handler, topics
 from shared.fhir.inbound import apply_translated_event
@@ -71,6 +73,45 @@ def on_clinical_event(rest: FhirRest, assign: followup.AssignCaseManager | None 
                 await outcomes.reconsider_outcomes(rest, tx, patient)
 
     return handle
+
+
+def on_referral_event(rest: FhirRest) -> Handler:
+    """referral's events: the directory keeps careplan's programs and case managers
+    (caseload.py); a referral ServiceRequest becomes a plan activity and its Task's status is
+    mirrored on it (domain/referral_activity.py), so the case manager sees the loop close."""
+    directory = caseload.on_directory_event()
+
+    async def handle(event: CloudEvent, tx: Transaction) -> None:
+        parsed = topics.parse_resource_event_type(event.type)
+        if parsed is None or not isinstance(event.data, dict):
+            return
+        rtype, action = parsed
+        if rtype in ("HealthcareService", "PractitionerRole"):
+            await directory(event, tx)
+        elif action != "deleted" and rtype in ("ServiceRequest", "Task"):
+            await _mirror_referral(rest, tx, rtype, event.data)
+
+    return handle
+
+
+async def _mirror_referral(rest: FhirRest, tx: Transaction, rtype: str, resource: dict[str, Any]) -> None:
+    element = "subject" if rtype == "ServiceRequest" else "for"
+    subject = str((resource.get(element) or {}).get("reference") or "")
+    if not subject.startswith("Patient/"):
+        return
+    patient_id = subject.removeprefix("Patient/")
+    existing = await activities.active_plan(rest, tx, patient_id)
+    if rtype == "ServiceRequest":
+        activity = referral_activity(resource)
+        if activity is None or resource.get("intent") not in ("order", "original-order", "plan", "proposal"):
+            return
+        if existing is not None and has_activity_for(existing, f"ServiceRequest/{resource['id']}"):
+            return
+        plan = activities.plan_for(patient_id, existing, str(resource.get("authoredOn", ""))[:10])
+        plan["activity"] = [*(plan.get("activity") or []), activity]
+        await activities.save_plan(rest, tx, plan)
+    elif existing is not None and (followed := follow_task(existing, resource)) is not None:
+        await activities.save_plan(rest, tx, followed)
 
 
 def on_triage_event(rest: FhirRest) -> Handler:

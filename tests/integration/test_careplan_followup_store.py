@@ -207,3 +207,23 @@ async def test_phq9_scores_set_response_and_remission_goals_and_keep_a_phq9_due_
         if "PHQ-9" in a["detail"]["description"] and a["detail"]["status"] == "not-started"
     ]  # fmt: skip
     assert open_due == ["2026-09-01"]
+
+
+async def test_a_referral_and_its_task_show_on_the_plan_once_each_step(rest: FhirRest) -> None:
+    request = {
+        "resourceType": "ServiceRequest", "id": "sr-1", "meta": {"versionId": "1"}, "status": "active",
+        "intent": "order", "code": {"text": "Food pantry"}, "subject": {"reference": "Patient/p1"},
+        "authoredOn": "2026-11-02T09:00:00+00:00",
+    }  # fmt: skip
+    task = {
+        "resourceType": "Task", "id": "t-1", "status": "requested", "intent": "order",
+        "focus": {"reference": "ServiceRequest/sr-1"}, "for": {"reference": "Patient/p1"},
+    }  # fmt: skip
+    handle = handlers.on_referral_event(rest)
+    for resource in (request, request, task, {**task, "status": "accepted"}, {**task, "status": "completed"}):
+        async with rest.store.transaction() as tx:
+            await handle(CloudEvent.from_json(event(resource).to_json()), tx)
+    plan = await the_plan(rest)
+    (activity,) = plan["activity"]
+    assert activity["detail"]["status"] == "completed"
+    assert plan["meta"]["versionId"] == "3"  # added, scheduled, completed
