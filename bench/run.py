@@ -9,7 +9,8 @@ prefix; it is stopped at the end, on errors and on Ctrl-C. Settings, from the en
 - ``BENCH_DURATION_S`` (3) and ``BENCH_WARMUP_S`` (1): each measured run.
 - ``BENCH_LATENCY_S`` (5): each open-loop latency run (p99 at a fixed rate).
 - ``BENCH_KEEP_DATA`` (unset): keep the temporary directory (databases and service logs).
-- ``BENCH_ONLY=discharge``: only the discharge-to-care-plan phase.
+- ``BENCH_ONLY=discharge``: only the discharge-to-care-plan phase; ``BENCH_ONLY=match``: only
+  directory matching (bench/match_bench.py).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from bench import fhir_bench, hl7_bench, phases
+from bench import fhir_bench, hl7_bench, match_bench, phases
 from bench.fhir_bench import Endpoint
 from bench.loadgen import LoadRunner
 from bench.phases import Config
@@ -73,6 +74,10 @@ ORDER = (
     "careplan.discharge_to_plan.p99_ms",
     "careplan.discharge_to_plan.at_10_per_s.p50_ms",
     "careplan.discharge_to_plan.at_10_per_s.p99_ms",
+    "referral.match.p50_ms",
+    "referral.match.p99_ms",
+    "referral.match.pure.p50_ms",
+    "referral.match.pure.p99_ms",
 )
 
 
@@ -200,12 +205,16 @@ def measure(config: Config, workdir: Path) -> dict[str, Metric]:
             return b.metrics
         target = fhir_bench.create_read_target(gateway, b.rng)
         b.bare = cleanup.enter_context(bare_server(target, workdir))
+        if os.environ.get("BENCH_ONLY") == "match":
+            match_bench.match_phase(b)
+            return b.metrics
         phases.read_phase(b, target)
         read_baseline = phases.unloaded_read(b, target)
         phases.mllp_phase(b, messages, target)
         phases.create_phase(b)
         phases.search_phase(b, read_baseline)
         phases.discharge_phase(b)
+        match_bench.match_phase(b)
         b.log("stopping the stack")
     return b.metrics
 

@@ -120,6 +120,30 @@ class ReferralSettings(ServiceSettings):
     service_name: str = "referral"
     port: int = 8083
     database_url: str = "sqlite+aiosqlite:///.data/referral.db"
+    #: Hours a sent referral (Task requested or received) may wait for the receiving organization
+    #: to accept it before an escalation event is raised.
+    acceptance_sla_hours: float = Field(default=72.0, gt=0)
+    #: How often the SLA scan looks for referrals not accepted in time.
+    sla_scan_seconds: float = Field(default=60.0, gt=0)
+
+    # Topic-based Subscriptions (services/referral/subscriptions.py, subscription_delivery.py).
+    #: Where rest-hook notifications may go: comma-separated URL prefixes (`https://host[:port][/path]`)
+    #: or hosts (`clinic.example.org`, `*.example.org`), HTTPS only, except `http://` entries, the
+    #: explicit plain-HTTP exceptions. The default allows loopback over HTTP for development and
+    #: tests; deployments list their clinics' endpoints (empty: no Subscription can be created).
+    subscription_endpoint_allowlist: str = "http://127.0.0.1,http://localhost"
+    #: The public FHIR base URL (the gateway's) that notifications point at (fullUrl, focus).
+    subscription_fhir_base_url: str = "http://127.0.0.1:8080/fhir"
+    #: The longest a notification POST may take (a Subscription's backport-timeout may shorten it).
+    subscription_delivery_timeout_s: float = Field(default=10.0, gt=0)
+    #: Consecutive failed deliveries after which an active subscription's status becomes error.
+    subscription_max_failures: int = Field(default=5, ge=1)
+    #: Retry backoff: the first wait after a failure, doubling per consecutive failure up to the cap
+    #: (the worker keeps retrying at the cap for as long as the subscription is live).
+    subscription_retry_initial_s: float = Field(default=1.0, gt=0)
+    subscription_max_backoff_s: float = Field(default=300.0, gt=0)
+    #: How often the delivery worker looks for notifications, handshakes and heartbeats due.
+    subscription_worker_interval_s: float = Field(default=0.25, gt=0)
 
 
 #: The development HS256 secret. It is public (it is in this file), so the gateway refuses to

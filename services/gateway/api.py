@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
@@ -140,6 +141,22 @@ def build_router(state: GatewayState, settings: GatewaySettings) -> APIRouter:
             raise Forbidden("The worklist is only available to user/ and system/ scopes")
         target = "/worklist" + (f"?{request.url.query}" if request.url.query else "")
         answer = await state.clients.get_json("careplan", target, state.facade.public_base_url or "")
+        return json_response(answer.body, answer.status)
+
+    @router.get("/referral-metrics")
+    async def referral_metrics(request: Request) -> Response:
+        """The closed-loop referral funnel, served by referral. A clinic's token sees its own
+        organization's referrals only; a patient-restricted token cannot have it."""
+        principal = await state.verifier.verify_async(request.headers.get("authorization"))
+        principal.require("Task", "search")
+        if principal.patient or any(s.context == "patient" for s in principal.scopes):
+            raise Forbidden("Referral metrics are not available to patient/ scopes")
+        params = [(k, v) for k, v in request.query_params.multi_items() if k != "organization"]
+        organization = principal.organization or request.query_params.get("organization")
+        if organization:
+            params.append(("organization", organization))
+        target = "/referral-metrics" + (f"?{urlencode(params)}" if params else "")
+        answer = await state.clients.get_json("referral", target, state.facade.public_base_url or "")
         return json_response(answer.body, answer.status)
 
     @router.get("/readyz", include_in_schema=False)

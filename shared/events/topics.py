@@ -91,6 +91,10 @@ FOLLOW_UP_OVERDUE_EVENT: Final = "org.carebridge.careplan.follow-up-overdue.v1"
 #: On CAREPLAN, keyed by the Patient: no case manager could take the patient without going over
 #: a caseload limit (data: Parameters with the Patient and the programs that are full).
 PROGRAM_FULL_EVENT: Final = "org.carebridge.careplan.program-full.v1"
+#: On REFERRAL, keyed by the Patient: a referral's Task was not accepted within the acceptance SLA
+#: of being sent (REFERRAL_ACCEPTANCE_SLA_HOURS; data: Parameters with the Task, its
+#: ServiceRequest, the Patient, the owner, when it was requested, its status and the SLA hours).
+REFERRAL_ACCEPTANCE_OVERDUE_EVENT: Final = "org.carebridge.referral.acceptance-overdue.v1"
 #: On AUDIT: an AuditEvent a service recorded, for the gateway to keep (data: the AuditEvent).
 AUDIT_RECORDED_EVENT: Final = "org.carebridge.audit.recorded.v1"
 #: CloudEvents `type` of a translated HL7 v2 message (data: a transaction Bundle; subject:

@@ -94,6 +94,37 @@ OPERATIONS: Final[tuple[OperationDefinition, ...]] = (
         "subject-list): HEDIS FUH (Measure/fuh) and FUM (Measure/fum) over the encounters "
         "careplan holds (R4 measure-operation-evaluate-measure.html).",
     ),
+    OperationDefinition(
+        "Subscription",
+        "status",
+        True,
+        ("GET",),
+        "read",
+        "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-status",
+        "The subscription's status (Subscriptions R5 Backport IG): a searchset Bundle with its "
+        "query-status Parameters: status, topic, events-since-subscription-start, error.",
+    ),
+    OperationDefinition(
+        "Subscription",
+        "events",
+        True,
+        ("GET",),
+        "read",
+        "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-events",
+        "Replay a subscription's events (eventsSinceNumber, eventsUntilNumber, content) as a "
+        "query-event notification Bundle with the subscription's payload content.",
+    ),
+    OperationDefinition(
+        "HealthcareService",
+        "match",
+        False,
+        ("POST",),
+        "search",
+        _CAREBRIDGE + "HealthcareService-match",
+        "Directory services ranked for a patient's needs (given, or from their latest SDOH "
+        "screening): category fit, language, distance, open hours, eligibility and capacity, each "
+        "with its reason and points in search.extension (services/referral/domain/match_parameters.py).",
+    ),
 )
 
 OPERATION_BY_KEY: Final[dict[tuple[str, str, bool], OperationDefinition]] = {

@@ -251,7 +251,7 @@ async def test_patient_scope_writes_stay_in_the_compartment(
 
 @pytest.fixture(scope="module")
 async def referrals(stack: Stack, two_patients: dict[str, Any]) -> dict[str, Any]:
-    """A ServiceRequest and a Task addressed to clinic X, and one of each to clinic Y."""
+    """A ServiceRequest addressed to clinic X with its Task (referral makes it), and one to clinic Y."""
     subject = {"reference": f"Patient/{two_patients['a']['id']}"}
     async with stack.client() as http:
         x = await create(http, {"resourceType": "Organization", "name": "Clinic X"})
@@ -265,20 +265,12 @@ async def referrals(stack: Stack, two_patients: dict[str, Any]) -> dict[str, Any
                     "status": "active",
                     "intent": "order",
                     "subject": subject,
+                    "requester": {"reference": f"Practitioner/{two_patients['practitioner']['id']}"},
                     "performer": [{"reference": f"Organization/{org['id']}"}],
                 },
             )
-            task = await create(
-                http,
-                {
-                    "resourceType": "Task",
-                    "status": "requested",
-                    "intent": "order",
-                    "for": subject,
-                    "focus": {"reference": f"ServiceRequest/{request['id']}"},
-                    "owner": {"reference": f"Organization/{org['id']}"},
-                },
-            )
+            made = await http.get("/fhir/Task", params={"focus": f"ServiceRequest/{request['id']}"})
+            [task] = [e["resource"] for e in made.json()["entry"]]
             found[f"request_{org['name'][-1].lower()}"] = request
             found[f"task_{org['name'][-1].lower()}"] = task
     return found

@@ -103,7 +103,7 @@ async def test_batch_is_split_by_service_and_answered_in_the_request_order(stack
             "batch",
             post("CarePlan", {"status": "active", "intent": "plan", "subject": subject}),
             get(f"Patient/{patient['id']}"),
-            post("Task", {"status": "requested", "intent": "order", "for": subject}),
+            post("ServiceRequest", {"status": "draft", "intent": "order", "subject": subject}),
             get("Goal/does-not-exist"),
             post("Observation", {"status": "final", "code": {"text": "PHQ-9"}, "subject": subject}),
             get(f"CarePlan?subject=Patient/{patient['id']}"),
@@ -116,7 +116,7 @@ async def test_batch_is_split_by_service_and_answered_in_the_request_order(stack
     assert statuses == ["201", "200", "201", "404", "201", "200"]
     assert answer["entry"][1]["resource"]["id"] == patient["id"]
     assert answer["entry"][0]["resource"]["resourceType"] == "CarePlan"
-    assert answer["entry"][2]["resource"]["resourceType"] == "Task"
+    assert answer["entry"][2]["resource"]["resourceType"] == "ServiceRequest"
     assert answer["entry"][4]["resource"]["resourceType"] == "Observation"
     assert answer["entry"][5]["resource"]["type"] == "searchset"
 

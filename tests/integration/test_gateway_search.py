@@ -88,12 +88,18 @@ async def record(stack: Stack) -> dict[str, Any]:
         )
         task = await create(
             http,
-            {
+            {  # a Gravity Task for Referral Management (what referral accepts as a Task)
                 "resourceType": "Task",
                 "status": "requested",
                 "intent": "order",
+                "code": {
+                    "coding": [{"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "fulfill"}]
+                },
                 "for": ref,
                 "focus": {"reference": f"ServiceRequest/{request['id']}"},
+                "authoredOn": "2026-11-01T09:00:00+00:00",
+                "requester": {"reference": "Organization/search-referrer"},
+                "owner": {"reference": "Organization/search-clinic"},
             },
         )
     return {

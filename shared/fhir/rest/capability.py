@@ -13,6 +13,7 @@ import orjson
 from shared.fhir.operations import OPERATIONS
 from shared.fhir.rest.patch import JSON_PATCH_MEDIA_TYPE, MERGE_PATCH_MEDIA_TYPE
 from shared.fhir.search_params import SEARCH_PARAMETERS, SearchParam
+from shared.fhir.subscription_topics import SUBSCRIPTION_PROFILE, TOPIC_CANONICAL_EXTENSION, TOPICS
 
 FHIR_VERSION = "4.0.1"
 #: Type-level and instance-level interactions routed for every owned type.
@@ -105,6 +106,11 @@ def _resource(
         "referencePolicy": ["literal"],
         "searchParam": [_search_param(resource_type, p) for p in params],
     }
+    if resource_type == "Subscription":
+        # Subscriptions R5 Backport IG: servers list the backport profile and SHOULD advertise
+        # their topics on this entry (input/fsh/Capabilities.fsh).
+        entry["supportedProfile"] = [SUBSCRIPTION_PROFILE]
+        entry["extension"] = [{"url": TOPIC_CANONICAL_EXTENSION, "valueCanonical": topic} for topic in TOPICS]
     includes = [f"{resource_type}:{p.name}" for p in params if p.type == "reference"]
     if includes:
         entry["searchInclude"] = includes
