@@ -173,6 +173,9 @@ class FhirFacade:
             if not restriction.unrestricted:
                 # An operation's answer is not a resource the compartment rules can filter.
                 raise Forbidden(f"{rte.template[6:]} is only available to user/ and system/ scopes")
+            assert rte.operation is not None
+            for rtype, needed in rte.operation.also_needs:
+                call.policy.restriction(rtype, needed)  # Forbidden when no scope covers it
             return Reply.from_upstream(await call.forward(rte.service))
         return await self._write(call, rte, restriction)
 

@@ -26,6 +26,9 @@ class OperationDefinition:
     #: The canonical OperationDefinition (the FHIR spec's, or ours when CareBridge defines it).
     definition: str
     documentation: str
+    #: Other (type, interaction) pairs the token must also be allowed: an operation that reads a
+    #: patient's data on the side (HealthcareService/$match reads their screened needs).
+    also_needs: tuple[tuple[str, str], ...] = ()
 
     @property
     def code(self) -> str:
@@ -124,6 +127,7 @@ OPERATIONS: Final[tuple[OperationDefinition, ...]] = (
         "Directory services ranked for a patient's needs (given, or from their latest SDOH "
         "screening): category fit, language, distance, open hours, eligibility and capacity, each "
         "with its reason and points in search.extension (services/referral/domain/match_parameters.py).",
+        also_needs=(("Patient", "read"),),
     ),
 )
 

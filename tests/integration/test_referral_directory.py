@@ -23,6 +23,7 @@ from services.referral.directory_data.build import DIRECTORY_FILE
 from services.referral.domain import directory_codes as codes
 from services.referral.domain.match_parameters import MATCH_REASON
 from shared import cli
+from shared.auth import mint_token
 from tests.integration.stack import Stack, eventually
 from tests.synthetic import letters_tag
 from tests.unit.intake.screening_answers import coded, scored_answers
@@ -330,3 +331,19 @@ async def test_match_is_post_only(stack: Stack) -> None:
         answer = await http.get("/fhir/HealthcareService/$match")
     assert answer.status_code == 405
     assert answer.json()["resourceType"] == "OperationOutcome"
+
+
+async def test_match_needs_the_right_to_read_patients_too(stack: Stack) -> None:
+    """Ranking for a patient reveals their screened needs (intimate-partner violence among them):
+    directory search alone is not enough."""
+    token = mint_token(stack.settings.jwt_hs256_secret, "system/HealthcareService.rs")
+    async with httpx.AsyncClient(
+        base_url=stack.gateway.url, headers={"Authorization": f"Bearer {token}"}
+    ) as http:
+        answer = await http.post(
+            "/fhir/HealthcareService/$match",
+            content=orjson.dumps({"resourceType": "Parameters", "parameter": [
+                {"name": "need", "valueCode": "food-insecurity"}]}),
+            headers={"Content-Type": "application/fhir+json"},
+        )  # fmt: skip
+    assert answer.status_code == 403 and answer.json()["resourceType"] == "OperationOutcome"
