@@ -10,7 +10,8 @@ prefix; it is stopped at the end, on errors and on Ctrl-C. Settings, from the en
 - ``BENCH_LATENCY_S`` (5): each open-loop latency run (p99 at a fixed rate).
 - ``BENCH_KEEP_DATA`` (unset): keep the temporary directory (databases and service logs).
 - ``BENCH_ONLY=discharge``: only the discharge-to-care-plan phase; ``BENCH_ONLY=match``: only
-  directory matching (bench/match_bench.py).
+  directory matching (bench/match_bench.py); ``BENCH_ONLY=notify``: only subscription
+  notification delivery (bench/notify_bench.py).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from bench import fhir_bench, hl7_bench, match_bench, phases
+from bench import fhir_bench, hl7_bench, match_bench, notify_bench, phases
 from bench.fhir_bench import Endpoint
 from bench.loadgen import LoadRunner
 from bench.phases import Config
@@ -78,6 +79,8 @@ ORDER = (
     "referral.match.p99_ms",
     "referral.match.pure.p50_ms",
     "referral.match.pure.p99_ms",
+    "referral.notify.delivered_per_s",
+    "referral.notify.p99_ms",
 )
 
 
@@ -208,6 +211,9 @@ def measure(config: Config, workdir: Path) -> dict[str, Metric]:
         if os.environ.get("BENCH_ONLY") == "match":
             match_bench.match_phase(b)
             return b.metrics
+        if os.environ.get("BENCH_ONLY") == "notify":
+            notify_bench.notify_phase(b)
+            return b.metrics
         phases.read_phase(b, target)
         read_baseline = phases.unloaded_read(b, target)
         phases.mllp_phase(b, messages, target)
@@ -215,6 +221,7 @@ def measure(config: Config, workdir: Path) -> dict[str, Metric]:
         phases.search_phase(b, read_baseline)
         phases.discharge_phase(b)
         match_bench.match_phase(b)
+        notify_bench.notify_phase(b)
         b.log("stopping the stack")
     return b.metrics
 
