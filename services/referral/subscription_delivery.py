@@ -76,6 +76,8 @@ log = logging.getLogger(__name__)
 MAX_CONCURRENT: Final = 16
 #: Due subscriptions looked up per round.
 BATCH: Final = 200
+#: Notifications one subscription may send back to back before the others get a turn.
+DRAIN_PER_TURN: Final = 100
 #: A lease outlives the request it covers by this much.
 LEASE_MARGIN_S: Final = 5.0
 
@@ -158,29 +160,37 @@ class DeliveryWorker:
             return [row.subscription_id for row in rows]
 
     async def attempt(self, subscription_id: str) -> None:
+        """Deliver what is due; while the endpoint takes notifications and more are pending,
+        go on without waiting for the next round (a backlog drains at the endpoint's pace, in
+        order), up to DRAIN_PER_TURN before yielding the slot to other subscriptions."""
         try:
             async with self._slots:
-                await self._attempt(subscription_id)
+                for _ in range(DRAIN_PER_TURN):
+                    if not await self._attempt(subscription_id):
+                        break
         finally:
             self._in_flight.pop(subscription_id, None)
 
-    async def _attempt(self, subscription_id: str) -> None:
+    async def _attempt(self, subscription_id: str) -> bool:
+        """True when a notification was delivered (there may be more)."""
         now = datetime.now(UTC)
         if not await self._lease(subscription_id, now):
-            return
-        recorded = False
+            return False
+        recorded = delivered = False
         try:
             delivery = await self.prepare(subscription_id, now)
             if delivery is not None:
                 status_code, detail = await self.send(delivery)
                 await self.record(delivery, status_code, detail)
                 recorded = True
+                delivered = status_code is not None and 200 <= status_code < 300
         except Exception:
             log.exception("referral: delivering to Subscription/%s failed", subscription_id)
         finally:
             if not recorded:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self._release(subscription_id))
+        return delivered
 
     async def _lease(self, subscription_id: str, now: datetime) -> bool:
         s = subscription_state
