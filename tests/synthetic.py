@@ -45,3 +45,10 @@ def synthetic_person(seed: str) -> SyntheticPerson:
     given = "".join(chr(ord("a") + b % 26) for b in digest[9:15]).capitalize()
     days = int.from_bytes(digest[15:19], "big") % (65 * 365)
     return SyntheticPerson(family, given, date(1940, 1, 1) + timedelta(days=days))
+
+
+def synthetic_ssn_identifier() -> dict[str, str]:
+    """A made-up SSN (area 9xx is never issued): two test people who share a name and a birth
+    date on purpose stay two people, because their SSNs disagree."""
+    digits = f"{uuid.uuid4().int % 10**8:08d}"
+    return {"system": "http://hl7.org/fhir/sid/us-ssn", "value": f"9{digits[:2]}-{digits[2:4]}-{digits[4:]}"}

@@ -18,7 +18,7 @@ from fhirpy import AsyncFHIRClient
 from fhirpy.base.exceptions import MultipleResourcesFound, ResourceNotFound
 
 from tests.integration.stack import Stack
-from tests.synthetic import letters_tag
+from tests.synthetic import letters_tag, synthetic_ssn_identifier
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
 
@@ -148,9 +148,9 @@ async def people(http: httpx.AsyncClient, system: str) -> dict[str, str]:
     }
     ids: dict[str, str] = {}
     for key, fields in specs.items():
-        response = await http.post(
-            "/fhir/Patient", content=orjson.dumps(patient(system, key, **fields)), headers=FHIR_JSON
-        )
+        person = patient(system, key, **fields)
+        person["identifier"].append(synthetic_ssn_identifier())  # this run's Ana is not another's
+        response = await http.post("/fhir/Patient", content=orjson.dumps(person), headers=FHIR_JSON)
         assert response.status_code == 201, response.text
         ids[key] = response.json()["id"]
     for n, key in enumerate(("ana", "jose", "kim")):

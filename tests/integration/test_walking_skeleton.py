@@ -9,7 +9,7 @@ import orjson
 
 from services.careplan.handlers import PATIENTS
 from tests.integration.stack import Stack, eventually
-from tests.synthetic import letters_tag
+from tests.synthetic import letters_tag, synthetic_ssn_identifier
 
 MRN_SYSTEM = "urn:oid:2.16.840.1.113883.19.5.99"
 
@@ -19,7 +19,7 @@ def walker() -> dict[str, Any]:
     tag = letters_tag()
     return {
         "resourceType": "Patient",
-        "identifier": [{"system": MRN_SYSTEM, "value": f"MRN-WALK-{tag}"}],
+        "identifier": [{"system": MRN_SYSTEM, "value": f"MRN-WALK-{tag}"}, synthetic_ssn_identifier()],
         "name": [{"family": f"Testwalker{tag}", "given": ["Sam"]}],
         "gender": "other",
         "birthDate": "1990-04-05",
