@@ -1,12 +1,9 @@
 """Post-discharge follow-up tracking, fed by intake's Encounter and Condition events and by
 careplan's own Appointments.
 
-careplan keeps what it needs to decide, in its own tables (intake's store is intake's):
-- `care_encounters`: each Encounter (class, status, period, principal diagnosis) and each
-  Appointment (as a visit), with any diagnosis codes it carries itself;
-- `care_diagnoses` and `care_conditions`: Encounter.diagnosis links and the Conditions' ICD-10
-  codes, because an Encounter and its Conditions come on different topics, in either order;
-- `care_discharges`: the psychiatric discharges being followed up, and their state.
+careplan keeps what it needs to decide in its own tables (intake's store is intake's): the
+encounters, diagnoses and conditions in encounters.py, and here `care_discharges`, the
+psychiatric discharges being followed up and their state.
 
 After every change to an encounter or one of its conditions, `reconsider` asks the pure rules in
 `domain/followup.py`: a new psychiatric discharge adds its activities to the patient's plan (and
@@ -20,14 +17,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
 from services.careplan import activities
 from services.careplan.domain import followup as rules
-from services.careplan.domain.valuesets import icd10_codes
+from services.careplan.encounters import (
+    care_conditions,
+    care_diagnoses,
+    care_encounters,
+    facts_of,
+    is_visit,
+    record_appointment,
+)
 from shared.fhir.rest import AfterWrite, FhirRest
 from shared.store import Migration, Transaction, UtcDateTime, create_tables
 
@@ -37,42 +41,7 @@ TRACKING, SUPERSEDED, RETRACTED = "tracking", "superseded", "retracted"
 #: FUH: a readmission within the 30-day follow-up period moves it to the later discharge.
 READMISSION_WINDOW = timedelta(days=30)
 
-metadata = sa.MetaData()
-care_encounters = sa.Table(
-    "care_encounters",
-    metadata,
-    sa.Column("ref", sa.String(80), primary_key=True),  # Encounter/<id> or Appointment/<id>
-    sa.Column("patient_id", sa.String(64), nullable=False),
-    sa.Column("version", sa.Integer, nullable=False),
-    sa.Column("class_code", sa.String(16)),
-    sa.Column("status", sa.String(32), nullable=False),
-    sa.Column("start_at", UtcDateTime()),
-    sa.Column("end_at", UtcDateTime()),
-    sa.Column("principal_condition", sa.String(64)),
-    #: Diagnosis codes the resource carries itself (an Appointment's reasonCode), comma-separated.
-    sa.Column("codes", sa.Text, nullable=False, default=""),
-    sa.Index("ix_care_encounters_patient", "patient_id", "start_at"),
-    sa.Index("ix_care_encounters_class_end", "class_code", "end_at"),
-)
-care_diagnoses = sa.Table(
-    "care_diagnoses",
-    metadata,
-    sa.Column("encounter_ref", sa.String(80), primary_key=True),
-    sa.Column("condition_id", sa.String(64), primary_key=True),
-    sa.Column("rank", sa.Integer),
-    sa.Index("ix_care_diagnoses_condition", "condition_id"),
-)
-care_conditions = sa.Table(
-    "care_conditions",
-    metadata,
-    sa.Column("condition_id", sa.String(64), primary_key=True),
-    sa.Column("patient_id", sa.String(64), nullable=False),
-    sa.Column("version", sa.Integer, nullable=False),
-    sa.Column("encounter_ref", sa.String(80)),
-    sa.Column("codes", sa.Text, nullable=False),
-    #: Onset or recorded date, else the day careplan heard of it.
-    sa.Column("noted_on", sa.Date, nullable=False),
-)
+metadata = sa.MetaData()  # care_discharges; the encounter tables are encounters.metadata's
 care_discharges = sa.Table(
     "care_discharges",
     metadata,
@@ -123,161 +92,6 @@ class FollowUp:
         return self.plan
 
 
-# --- recording what intake publishes -------------------------------------------------------------
-
-
-def _version(resource: dict[str, Any]) -> int:
-    value = (resource.get("meta") or {}).get("versionId")
-    return int(value) if isinstance(value, str) and value.isdigit() else 0
-
-
-async def _newer(
-    tx: Transaction, table: sa.Table, key_column: sa.Column[Any], key: str, version: int
-) -> bool:
-    """Whether `version` is newer than what is held (an old event replayed changes nothing)."""
-    connection = await tx.sql_connection()
-    held = (await connection.execute(sa.select(table.c.version).where(key_column == key))).scalar()
-    return held is None or version > held
-
-
-async def record_encounter(tx: Transaction, encounter: dict[str, Any], *, deleted: bool) -> list[str]:
-    """Keep an Encounter's facts; returns the refs to reconsider."""
-    ref = f"Encounter/{encounter.get('id')}"
-    version = _version(encounter)
-    if not await _newer(tx, care_encounters, care_encounters.c.ref, ref, version):
-        return []
-    connection = await tx.sql_connection()
-    facts = None if deleted else rules.encounter_facts(encounter)
-    await connection.execute(sa.delete(care_diagnoses).where(care_diagnoses.c.encounter_ref == ref))
-    await connection.execute(sa.delete(care_encounters).where(care_encounters.c.ref == ref))
-    if facts is None:
-        # Deleted (or without a patient): tracking treats it as a stay that did not happen.
-        if deleted:
-            await connection.execute(
-                sa.insert(care_encounters).values(
-                    ref=ref, patient_id="", version=version, status="entered-in-error", codes=""
-                )
-            )
-        return [ref]
-    await connection.execute(
-        sa.insert(care_encounters).values(
-            ref=ref,
-            patient_id=facts.patient_id,
-            version=version,
-            class_code=facts.class_code,
-            status=facts.status,
-            start_at=facts.start,
-            end_at=facts.end,
-            principal_condition=facts.principal_condition,
-            codes="",
-        )
-    )
-    if facts.diagnoses:
-        await connection.execute(
-            sa.insert(care_diagnoses),
-            [
-                {"encounter_ref": ref, "condition_id": cid, "rank": rank}
-                for cid, rank in dict(facts.diagnoses).items()
-            ],
-        )
-    return [ref]
-
-
-async def record_condition(tx: Transaction, condition: dict[str, Any], *, deleted: bool) -> list[str]:
-    """Keep a Condition's ICD-10 codes; returns the encounters that list it."""
-    cid = str(condition.get("id"))
-    version = _version(condition)
-    if not await _newer(tx, care_conditions, care_conditions.c.condition_id, cid, version):
-        return []
-    connection = await tx.sql_connection()
-    verification = [
-        c.get("code")
-        for c in (condition.get("verificationStatus") or {}).get("coding") or []
-        if isinstance(c, dict)
-    ]
-    wrong = deleted or "entered-in-error" in verification or "refuted" in verification
-    codes = [] if wrong else icd10_codes([condition.get("code")])
-    encounter = ((condition.get("encounter") or {}).get("reference")) or None
-    subject = str((condition.get("subject") or {}).get("reference") or "").removeprefix("Patient/")
-    await connection.execute(sa.delete(care_conditions).where(care_conditions.c.condition_id == cid))
-    await connection.execute(
-        sa.insert(care_conditions).values(
-            condition_id=cid,
-            patient_id=subject,
-            version=version,
-            encounter_ref=encounter if isinstance(encounter, str) else None,
-            codes=",".join(codes),
-            noted_on=_noted_on(condition),
-        )
-    )
-    listed = (
-        await connection.execute(
-            sa.select(care_diagnoses.c.encounter_ref).where(care_diagnoses.c.condition_id == cid)
-        )
-    ).scalars()
-    return sorted(set(listed))
-
-
-def _noted_on(condition: dict[str, Any]) -> date:
-    for element in ("onsetDateTime", "recordedDate"):
-        when = rules.parse_instant(condition.get(element))
-        if when is not None:
-            return when.date()
-    return datetime.now(UTC).date()
-
-
-# --- what the tables say -----------------------------------------------------------------------
-
-
-async def _facts_of(
-    tx: Transaction, ref: str
-) -> tuple[rules.EncounterFacts, dict[str, list[str]], str] | None:
-    """The stored facts of an encounter, its conditions' codes, and its own codes."""
-    connection = await tx.sql_connection()
-    row = (await connection.execute(sa.select(care_encounters).where(care_encounters.c.ref == ref))).first()
-    if row is None or not row.patient_id:
-        return None
-    links = (
-        await connection.execute(
-            sa.select(care_diagnoses.c.condition_id, care_diagnoses.c.rank).where(
-                care_diagnoses.c.encounter_ref == ref
-            )
-        )
-    ).all()
-    ids = [link.condition_id for link in links]
-    codes: dict[str, list[str]] = {}
-    if ids:
-        for cid, text in (
-            await connection.execute(
-                sa.select(care_conditions.c.condition_id, care_conditions.c.codes).where(
-                    care_conditions.c.condition_id.in_(ids)
-                )
-            )
-        ).all():
-            codes[cid] = [c for c in text.split(",") if c]
-    facts = rules.EncounterFacts(
-        id=ref.partition("/")[2],
-        patient_id=row.patient_id,
-        class_code=row.class_code,
-        status=row.status,
-        start=row.start_at,
-        end=row.end_at,
-        diagnoses=tuple((link.condition_id, link.rank) for link in links),
-    )
-    return facts, codes, row.codes
-
-
-def _is_visit(facts: rules.EncounterFacts, codes: dict[str, list[str]], own_codes: str) -> bool:
-    own = [c for c in own_codes.split(",") if c]
-    if own:
-        codes = {**codes, "_own": own}
-        facts = rules.EncounterFacts(
-            facts.id, facts.patient_id, facts.class_code, facts.status, facts.start, facts.end,
-            (*facts.diagnoses, ("_own", None)),
-        )  # fmt: skip
-    return rules.is_follow_up_visit(facts, codes)
-
-
 # --- deciding ----------------------------------------------------------------------------------
 
 
@@ -285,7 +99,7 @@ async def reconsider(
     rest: FhirRest, tx: Transaction, ref: str, now: datetime, assign: AssignCaseManager | None = None
 ) -> None:
     """Bring the patient's plan in line with what is now known about encounter `ref`."""
-    found = await _facts_of(tx, ref)
+    found = await facts_of(tx, ref)
     connection = await tx.sql_connection()
     encounter_id = ref.partition("/")[2]
     discharge = None
@@ -311,8 +125,13 @@ async def reconsider(
             await assign(rest, tx, facts.patient_id, now)
         return
     if not psychiatric and discharge is not None and discharge.state != RETRACTED:
-        await _retract(work, discharge, "Discharge cancelled (ADT A13)")
-    if facts.start is not None and _is_visit(facts, codes, own_codes):
+        reason = (
+            "Discharge cancelled (ADT A13)"
+            if facts.status != "finished" or facts.end is None
+            else "The stay's principal diagnosis is no longer a mental-health diagnosis"
+        )
+        await _retract(work, discharge, reason)
+    if facts.start is not None and is_visit(facts, codes, own_codes):
         await _complete_with_visit(work, ref, facts.start)
     await work.save()
 
@@ -372,8 +191,8 @@ async def _visits_after(work: FollowUp, patient_id: str, discharged: datetime) -
     ).all()
     out = []
     for row in rows:
-        found = await _facts_of(work.tx, row.ref)
-        if found is not None and _is_visit(*found):
+        found = await facts_of(work.tx, row.ref)
+        if found is not None and is_visit(*found):
             out.append((row.ref, row.start_at))
     return out
 
@@ -450,34 +269,6 @@ class AppointmentVisits(AfterWrite):
         await self._record(rest, tx, stored)
 
     async def _record(self, rest: FhirRest, tx: Transaction, appointment: dict[str, Any]) -> None:
-        patient = next(
-            (
-                str(p["actor"]["reference"]).removeprefix("Patient/")
-                for p in appointment.get("participant") or []
-                if str(((p or {}).get("actor") or {}).get("reference") or "").startswith("Patient/")
-            ),
-            None,
-        )
-        if patient is None:
-            return
-        ref = f"Appointment/{appointment['id']}"
-        connection = await tx.sql_connection()
-        await connection.execute(sa.delete(care_encounters).where(care_encounters.c.ref == ref))
-        telehealth = any(
-            c.get("code") in ("VR",)
-            for t in appointment.get("serviceType") or []
-            for c in t.get("coding") or []
-        )
-        await connection.execute(
-            sa.insert(care_encounters).values(
-                ref=ref,
-                patient_id=patient,
-                version=_version(appointment),
-                class_code="VR" if telehealth else "AMB",
-                status="finished" if appointment.get("status") == "fulfilled" else "planned",
-                start_at=rules.parse_instant(appointment.get("start")),
-                end_at=rules.parse_instant(appointment.get("end")),
-                codes=",".join(icd10_codes(appointment.get("reasonCode") or [])),
-            )
-        )
-        await reconsider(rest, tx, ref, datetime.now(UTC), self.assign)
+        ref = await record_appointment(tx, appointment)
+        if ref is not None:
+            await reconsider(rest, tx, ref, datetime.now(UTC), self.assign)

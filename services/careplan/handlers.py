@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from services.careplan import activities, caseload, followup, outcomes
+from services.careplan import activities, caseload, encounters, followup, outcomes
 from services.careplan.domain.plans import (
     CASE_MANAGEMENT_CATEGORY,
     caseload_patient,
@@ -59,9 +59,9 @@ def on_clinical_event(rest: FhirRest, assign: followup.AssignCaseManager | None 
             await outcomes.record_observation(rest, tx, resource, deleted=deleted)
             return
         if rtype == "Encounter":
-            refs = await followup.record_encounter(tx, resource, deleted=deleted)
+            refs = await encounters.record_encounter(tx, resource, deleted=deleted)
         elif rtype == "Condition":
-            refs = await followup.record_condition(tx, resource, deleted=deleted)
+            refs = await encounters.record_condition(tx, resource, deleted=deleted)
         else:
             return
         now = datetime.now(UTC)

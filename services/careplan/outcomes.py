@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from services.careplan import activities
 from services.careplan.domain import measurement_based_care as mbc
 from services.careplan.domain.valuesets import icd10_codes, is_depression
-from services.careplan.followup import care_conditions
+from services.careplan.encounters import care_conditions
 from shared.errors import Gone, NotFound
 from shared.fhir.rest import FhirRest
 from shared.store import Migration, Transaction, create_tables

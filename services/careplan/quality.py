@@ -30,7 +30,7 @@ from services.careplan.domain.valuesets import (
     is_mental_health_diagnosis,
     is_mental_illness,
 )
-from services.careplan.followup import care_conditions, care_diagnoses, care_encounters
+from services.careplan.encounters import care_conditions, care_diagnoses, care_encounters
 from services.careplan.handlers import PATIENTS
 from shared.errors import Gone, InvalidInput, NotFound
 from shared.fhir.rest import FhirRest, OperationCall, RestResponse
