@@ -103,7 +103,10 @@ async def _mirror_referral(rest: FhirRest, tx: Transaction, rtype: str, resource
     existing = await activities.active_plan(rest, tx, patient_id)
     if rtype == "ServiceRequest":
         activity = referral_activity(resource)
-        if activity is None or resource.get("intent") not in ("order", "original-order", "plan", "proposal"):
+        # A referral is an order that was sent (R4 request-intent, request-status).
+        if activity is None or resource.get("intent") not in ("order", "original-order"):
+            return
+        if resource.get("status") not in ("active", "on-hold", "completed"):
             return
         if existing is not None and has_activity_for(existing, f"ServiceRequest/{resource['id']}"):
             return
