@@ -34,7 +34,7 @@ import sqlalchemy as sa
 
 from services.referral.domain import workflow
 from shared.errors import BusinessRuleViolation, Gone, NotFound
-from shared.fhir.rest import FhirRest, Proceed, WriteHooks, Written
+from shared.fhir.rest import AfterWrite, FhirRest, Proceed, WriteHooks, Written
 from shared.fhir.rest.caller import Caller, calling_as, current_caller
 from shared.fhir.rest.conditional import parse_criteria
 from shared.store import Migration, StoredResource, Transaction, UtcDateTime, create_tables
@@ -243,36 +243,14 @@ class ReferralTaskHooks(WriteHooks):
 # --- ServiceRequest --------------------------------------------------------------------------------
 
 
-class ReferralRequestHooks(WriteHooks):
+class ReferralRequestHooks(AfterWrite):
     """A referral ServiceRequest gets its Task; a withdrawn one cancels it."""
 
     def __init__(self, tasks: ReferralTaskHooks) -> None:
         self.tasks = tasks
 
-    async def create(
-        self,
-        rest: FhirRest,
-        tx: Transaction,
-        resource: dict[str, Any],
-        proceed: Proceed,
-        *,
-        id_promised: bool,
-    ) -> Written:
-        written = await proceed(resource)
-        await self._follow(rest, tx, orjson.loads(written.stored.content), created=True)
-        return written
-
-    async def update(
-        self, rest: FhirRest, tx: Transaction, resource: dict[str, Any], proceed: Proceed
-    ) -> Written:
-        written = await proceed(resource)
-        await self._follow(rest, tx, orjson.loads(written.stored.content), created=False)
-        return written
-
-    async def _follow(
-        self, rest: FhirRest, tx: Transaction, request: dict[str, Any], *, created: bool
-    ) -> None:
-        if not created:
+    async def written(self, rest: FhirRest, tx: Transaction, request: dict[str, Any]) -> None:
+        if (request.get("meta") or {}).get("versionId") != "1":
             await _refresh_category(tx, request)
         # What the service writes now, it writes for the requester (whoever wrote the request).
         with calling_as(Caller(current_caller().actor)):

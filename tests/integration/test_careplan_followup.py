@@ -223,3 +223,14 @@ async def test_the_worklist_needs_a_practitioner_and_a_user_or_system_token(stac
     async with stack.client() as http:
         missing = await http.get("/worklist")
     assert missing.status_code == 400 and missing.json()["resourceType"] == "OperationOutcome"
+
+
+async def test_the_worklist_refuses_a_patient_token_with_an_operation_outcome(stack: Stack) -> None:
+    from shared.auth import mint_token
+
+    token = mint_token(stack.settings.jwt_hs256_secret, "patient/*.rs", patient="someone")
+    async with httpx.AsyncClient(
+        base_url=stack.gateway.url, headers={"Authorization": f"Bearer {token}"}
+    ) as http:
+        answer = await http.get("/worklist", params={"practitioner": "x"})
+    assert answer.status_code == 403 and answer.json()["resourceType"] == "OperationOutcome"

@@ -117,3 +117,10 @@ async def _received(endpoint: ClinicEndpoint, name: str) -> bool:
 
 async def _notified(endpoint: ClinicEndpoint, name: str) -> bool:
     return bool(endpoint.notifications(name))
+
+
+async def test_metrics_with_a_bad_date_get_a_400_operation_outcome(stack: Stack) -> None:
+    async with stack.client() as http:
+        answer = await http.get("/referral-metrics", params={"since": "last tuesday"})
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["resourceType"] == "OperationOutcome" and "since" in answer.text
